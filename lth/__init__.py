@@ -1,0 +1,3 @@
+"""lth: lottery-ticket research, reproduced."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""``python -m lth``: run a gin config from scripts and clusters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lth.config import PROFILES, ConfigError, load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lth", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run (or resume) an IMP experiment from gin configs")
+    run.add_argument("configs", nargs="+", help="recipe names in gin/ or paths to .gin files")
+    run.add_argument("-p", "--profile", choices=PROFILES, help="scale the recipe (smoke, quick, paper)")
+    run.add_argument("-b", "--binding", action="append", default=[], help="an extra gin binding, e.g. 'ImpConfig.trials = 3'")
+    run.add_argument("--root", default="runs", help="result store folder (default: runs)")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
+    download = commands.add_parser("download", help="download a data set into the data root (needs internet)")
+    download.add_argument("dataset")
+    args = parser.parse_args(argv)
+
+    if args.command == "download":
+        from lth.data import load_splits
+        load_splits(args.dataset, download=True)
+        return 0
+
+    from lth.analysis import level_table
+    from lth.imp import Experiment, ImpConfig
+    from lth.training import TrainConfig
+    try:
+        load(args.configs, profile=args.profile, bindings=args.binding)
+        experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=args.device)
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"run folder: {experiment.run.path}", flush=True)
+    metrics = experiment.run_all()
+    print(level_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""M networks of one architecture trained as one: weights stacked along a leading network dim.
+
+Every network in a stack keeps its own initialisation, mask, buffers (BatchNorm statistics)
+and data order; they share the architecture and the optimiser hyperparameters. The forward
+pass is ``vmap(functional_call)`` over the stacked state, so a single network is simply a
+stack of one (M=1), never a second code path.
+
+The one mask mechanism: a prunable weight is used as ``weight * mask``. Weights at masked
+positions are also zeroed whenever a mask is set, so their gradient is exactly zero and
+Adam, momentum and weight decay all leave them at exactly zero.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from lth.models import prunable_weights
+
+
+class NetworkStack:
+    def __init__(self, template: nn.Module, params: dict[str, torch.Tensor],
+                 buffers: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None):
+        self.template = template
+        self.params = params
+        self.buffers = buffers
+        self.kinds = prunable_weights(template)
+        if masks is None:
+            masks = {name: torch.ones_like(params[name]) for name in self.kinds}
+        self.masks: dict[str, torch.Tensor] = {}
+        self.set_masks(masks)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_models(cls, models: Sequence[nn.Module]) -> "NetworkStack":
+        params, buffers = stack_module_state(list(models))
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        # The template only carries the architecture: its own tensors are never read.
+        template = copy.deepcopy(models[0]).to("meta")
+        return cls(template, params, buffers)
+
+    @classmethod
+    def build(cls, make_model: Callable[[int], nn.Module], seeds: Sequence[int],
+              device: torch.device | str = "cpu") -> "NetworkStack":
+        """One network per seed; ``make_model(seed)`` builds and initialises it."""
+        return cls.from_models([make_model(s) for s in seeds]).to(device)
+
+    def to(self, device) -> "NetworkStack":
+        self.params = {k: v.detach().to(device).requires_grad_(True) for k, v in self.params.items()}
+        self.buffers = {k: v.to(device) for k, v in self.buffers.items()}
+        self.masks = {k: v.to(device) for k, v in self.masks.items()}
+        return self
+
+    @property
+    def size(self) -> int:
+        return next(iter(self.params.values())).shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    # ---- state ------------------------------------------------------------------------
+    def state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """A detached copy of everything that defines the networks."""
+        clone = lambda d: {k: v.detach().clone() for k, v in d.items()}
+        return {"params": clone(self.params), "buffers": clone(self.buffers), "masks": clone(self.masks)}
+
+    def load_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        with torch.no_grad():
+            for group in ("params", "buffers"):
+                mine = getattr(self, group)
+                for name, value in state[group].items():
+                    mine[name].copy_(value)
+        self.set_masks(state["masks"])
+
+    def select(self, index: Sequence[int]) -> dict[str, dict[str, torch.Tensor]]:
+        """The state of some networks of the stack (for splitting a trained cohort)."""
+        idx = torch.as_tensor(list(index), device=self.device)
+        pick = lambda d: {k: v.detach()[idx].clone() for k, v in d.items()}
+        return {"params": pick(self.params), "buffers": pick(self.buffers), "masks": pick(self.masks)}
+
+    @classmethod
+    def from_states(cls, template: nn.Module, states: Sequence[dict]) -> "NetworkStack":
+        """Concatenate several stack states (each with its own leading dim) into one stack."""
+        cat = lambda group: {k: torch.cat([s[group][k] for s in states]) for k in states[0][group]}
+        params = {k: v.clone().requires_grad_(True) for k, v in cat("params").items()}
+        return cls(template, params, cat("buffers"), cat("masks"))
+
+    # ---- masks ------------------------------------------------------------------------
+    def set_masks(self, masks: dict[str, torch.Tensor]) -> None:
+        unknown = set(masks) - set(self.kinds)
+        if unknown:
+            raise KeyError(f"masks for non-prunable parameters {sorted(unknown)}; "
+                           f"prunable: {sorted(self.kinds)}")
+        with torch.no_grad():
+            for name, mask in masks.items():
+                param = self.params[name]
+                if mask.shape != param.shape:
+                    raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, "
+                                     f"weights have {tuple(param.shape)}")
+                mask = mask.to(device=param.device, dtype=param.dtype)
+                self.masks[name] = mask
+                param.mul_(mask)
+
+    def density(self) -> torch.Tensor:
+        """(M,) fraction of prunable weights kept, per network."""
+        kept = sum(m.flatten(1).sum(1) for m in self.masks.values())
+        total = sum(m[0].numel() for m in self.masks.values())
+        return kept / total
+
+    def layer_densities(self) -> dict[str, torch.Tensor]:
+        return {name: m.flatten(1).mean(1) for name, m in self.masks.items()}
+
+    # ---- compute ----------------------------------------------------------------------
+    def masked_params(self) -> dict[str, torch.Tensor]:
+        return {k: (p * self.masks[k] if k in self.masks else p) for k, p in self.params.items()}
+
+    def train(self, mode: bool = True) -> "NetworkStack":
+        self.template.train(mode)
+        return self
+
+    def __call__(self, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
+        """Logits (M, B, classes). ``x`` is (M, B, ...) per network, or (B, ...) if shared."""
+        def one(params, buffers, inputs):
+            return functional_call(self.template, (params, buffers), (inputs,))
+        in_dims = (0, 0, None if shared_input else 0)
+        return vmap(one, in_dims=in_dims, randomness="different")(self.masked_params(), self.buffers, x)

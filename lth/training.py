@@ -1,0 +1,221 @@
+"""Iteration-based training of a NetworkStack, with periodic evaluation and exact resume.
+
+Everything that varies per step is a pure function of (seed, iteration): the batch order
+(`lth.data.batch_indices`), the augmentation and the learning rate. A checkpoint therefore
+holds only tensors (weights, optimiser state, metrics so far) and resuming from one gives
+the same numbers as never stopping.
+
+Evaluation follows the LTH protocol: validation and test every ``eval_every`` iterations;
+the early-stop iteration (minimum validation loss) is derived afterwards, never acted on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import gin
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lth.data import DataSplits, Split, augment_cifar, augment_seed, batch_indices, steps_per_epoch
+from lth.engine import NetworkStack
+from lth.schedules import lr_at, parse_steps
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+class DivergedError(RuntimeError):
+    """A network's loss became NaN or infinite."""
+
+
+@gin.configurable
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: str | int = "50000it"
+    batch_size: int = 60
+    optimizer: str = "adam"
+    lr: float = 1.2e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    milestones: tuple = ()
+    gamma: float = 0.1
+    warmup: str | int = 0
+    eval_every: str | int = 100
+    eval_batch_size: int = 10000
+    checkpoint_every: str | int = 1000
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def steps(self, train_size: int) -> "Steps":
+        per_epoch = steps_per_epoch(train_size, self.batch_size)
+        to_it = lambda s: parse_steps(s, per_epoch)
+        return Steps(total=to_it(self.iterations), warmup=to_it(self.warmup),
+                     eval_every=max(1, to_it(self.eval_every)),
+                     checkpoint_every=max(1, to_it(self.checkpoint_every)),
+                     milestones=tuple(to_it(m) for m in self.milestones))
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A TrainConfig's step strings resolved to iterations for one data set."""
+    total: int
+    warmup: int
+    eval_every: int
+    checkpoint_every: int
+    milestones: tuple[int, ...]
+
+
+@dataclass
+class History:
+    """Metrics of every network at every evaluation, kept as tensors until the end."""
+    iterations: list[int] = field(default_factory=list)
+    values: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # "split/metric" -> [(M,)]
+
+    def add(self, iteration: int, metrics: dict[str, torch.Tensor]) -> None:
+        self.iterations.append(iteration)
+        for key, value in metrics.items():
+            self.values.setdefault(key, []).append(value.detach().float().cpu())
+
+    def series(self, key: str) -> torch.Tensor:
+        """(M, evaluations)."""
+        return torch.stack(self.values[key], dim=1)
+
+    def state(self) -> dict:
+        return {"iterations": list(self.iterations), "values": {k: list(v) for k, v in self.values.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "History":
+        return cls(list(state["iterations"]), {k: list(v) for k, v in state["values"].items()})
+
+
+def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(stack: NetworkStack, split: Split, batch_size: int = 10000) -> dict[str, torch.Tensor]:
+    """Mean loss and accuracy of every network on a whole split: {'loss': (M,), 'accuracy': (M,)}."""
+    stack.train(False)
+    loss = torch.zeros(stack.size, device=stack.device)
+    correct = torch.zeros(stack.size, device=stack.device)
+    for start in range(0, len(split), batch_size):
+        x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
+        logits = stack(x, shared_input=True)  # (M, B, C)
+        loss += F.cross_entropy(logits.transpose(1, 2), y.expand(stack.size, -1), reduction="none").sum(1)
+        correct += (logits.argmax(-1) == y).sum(1)
+    return {"loss": loss / len(split), "accuracy": correct / len(split)}
+
+
+def quiet() -> bool:
+    """Progress bars stay silent under CI and when LTH_QUIET is set."""
+    return bool(os.environ.get("CI") or os.environ.get("LTH_QUIET"))
+
+
+def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds: Sequence[int],
+          start: int = 0, labels: Sequence[str] | None = None, resume: dict | None = None,
+          checkpoint: Callable[[dict], None] | None = None,
+          callbacks: Sequence[Callable[[int, NetworkStack], None]] = (),
+          snapshot_at: int | None = None, desc: str = "train") -> tuple[History, dict | None]:
+    """Train every network of ``stack`` from iteration ``start`` to the schedule's end.
+
+    ``data_seeds`` gives each network its data order. ``resume`` is a state previously passed
+    to ``checkpoint``. ``snapshot_at`` returns a copy of the weights taken at that iteration
+    (weight rewinding). Returns the evaluation history and that snapshot (or None).
+    """
+    if len(data_seeds) != stack.size:
+        raise ValueError(f"{len(data_seeds)} data seeds for a stack of {stack.size} networks")
+    labels = list(labels) if labels is not None else [f"network {i}" for i in range(stack.size)]
+    steps = cfg.steps(len(data.train))
+    if not 0 <= start <= steps.total:
+        raise ValueError(f"start iteration {start} outside the schedule [0, {steps.total}]")
+    optimizer = make_optimizer(list(stack.params.values()), cfg)
+    history, snapshot, iteration = History(), None, start
+    running = torch.zeros(stack.size, device=stack.device)  # training loss summed since the last evaluation
+    if resume is not None:
+        stack.load_state(resume["stack"])
+        optimizer.load_state_dict(resume["optimizer"])
+        history = History.from_state(resume["history"])
+        snapshot, iteration = resume["snapshot"], resume["iteration"]
+    if snapshot_at is not None and snapshot_at == iteration and snapshot is None:
+        snapshot = stack.state()
+
+    def record(it: int, steps_since: int) -> None:
+        metrics = {}
+        for name, split in (("val", data.val), ("test", data.test)):
+            for metric, value in evaluate(stack, split, cfg.eval_batch_size).items():
+                metrics[f"{name}/{metric}"] = value
+        if steps_since:
+            metrics["train/batch_loss"] = running / steps_since
+        if it == steps.total:
+            for metric, value in evaluate(stack, data.train, cfg.eval_batch_size).items():
+                metrics[f"train/{metric}"] = value
+        finite = torch.isfinite(metrics["val/loss"])
+        if not bool(finite.all()):
+            bad = [labels[i] for i in (~finite).nonzero().flatten().tolist()]
+            raise DivergedError(
+                f"{', '.join(bad)} diverged (non-finite validation loss) by iteration {it} "
+                f"(lr {cfg.lr}, optimizer {cfg.optimizer}); results saved so far are kept. "
+                "Lower the learning rate or add warmup.")
+        history.add(it, metrics)
+
+    if not history.iterations:
+        record(iteration, 0)
+    seeds = list(data_seeds)
+    targets = data.train.y
+    bar = tqdm(total=steps.total - start, initial=iteration - start, desc=desc, disable=quiet(),
+               unit="it", leave=False)
+    steps_since = 0
+    while iteration < steps.total:
+        stack.train(True)
+        idx = batch_indices(len(data.train), cfg.batch_size, seeds, iteration).to(data.train.x.device)
+        x, y = data.train.x[idx], targets[idx]
+        if data.augment:  # one generator per network keeps a network's stream independent of its stack
+            x = torch.stack([augment_cifar(x[m], _generator(augment_seed(s, iteration), x.device))
+                             for m, s in enumerate(seeds)])
+        rate = lr_at(iteration, lr=cfg.lr, total=steps.total, schedule=cfg.schedule,
+                     milestones=steps.milestones, gamma=cfg.gamma, warmup=steps.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        logits = stack(x)
+        losses = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)  # (M,)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # networks are independent: each gets its own gradient
+        optimizer.step()
+        running += losses.detach()
+        steps_since += 1
+        iteration += 1
+        if snapshot_at is not None and iteration == snapshot_at:
+            snapshot = stack.state()
+        if iteration % steps.eval_every == 0 or iteration == steps.total:
+            record(iteration, steps_since)
+            running.zero_()
+            steps_since = 0
+            bar.update(iteration - bar.n - start)
+            bar.set_postfix(val_acc=f"{float(history.values['val/accuracy'][-1].mean()):.4f}")
+            for callback in callbacks:
+                callback(iteration, stack)
+            if checkpoint is not None and iteration % steps.checkpoint_every == 0 and iteration < steps.total:
+                checkpoint({"iteration": iteration, "stack": stack.state(), "optimizer": optimizer.state_dict(),
+                            "history": history.state(), "snapshot": snapshot})
+    bar.close()
+    return history, snapshot
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
