@@ -159,7 +159,7 @@ def batch_indices(n: int, batch_size: int, seeds: Sequence[int], iteration: int)
 
 def augment_seed(seed: int, iteration: int) -> int:
     """Seed for the augmentation of one (seed, iteration), so augmentation too needs no RNG state."""
-    return _derive_seed("augment", seed, iteration)
+    return derive_seed("augment", seed, iteration)
 
 
 def augment_cifar(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -188,7 +188,7 @@ def augment_cifar(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 # --- internals ---------------------------------------------------------------------------------
 
 
-def _derive_seed(*parts: object) -> int:
+def derive_seed(*parts: object) -> int:
     """A 63-bit seed hashed from parts: unlike seed + offset schemes, nearby seeds, epochs and
     purposes never share or overlap random streams."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
@@ -199,9 +199,9 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@lru_cache(maxsize=64)  # one live epoch per concurrently trained network
+@lru_cache(maxsize=256)  # one live epoch per concurrently trained network (up to ~110 MB at n=55k)
 def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(n, generator=_generator(_derive_seed("batches", seed, epoch)))
+    return torch.randperm(n, generator=_generator(derive_seed("batches", seed, epoch)))
 
 
 def _split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,7 +209,7 @@ def _split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torc
     batch order comes from batch_indices."""
     if not 0 <= val_size < n:
         raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
-    perm = torch.randperm(n, generator=_generator(_derive_seed("split", seed)))
+    perm = torch.randperm(n, generator=_generator(derive_seed("split", seed)))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
 
 
@@ -224,11 +224,11 @@ def _synthetic(shape: tuple[int, ...], classes: int, sizes: tuple[int, int, int]
     """Class-conditional Gaussian blobs: a fixed random mean pattern per class plus unit noise."""
     dim = math.prod(shape)
     # Scaling by 1/sqrt(2 dim) makes the expected distance between two means the same for any shape.
-    means = torch.randn(classes, dim, generator=_generator(_derive_seed("synthetic", shape, classes)))
+    means = torch.randn(classes, dim, generator=_generator(derive_seed("synthetic", shape, classes)))
     means *= _SYNTHETIC_SEPARATION / math.sqrt(2 * dim)
 
     def draw(n: int, part: str) -> tuple[torch.Tensor, torch.Tensor]:
-        g = _generator(_derive_seed("synthetic", shape, classes, part))
+        g = _generator(derive_seed("synthetic", shape, classes, part))
         y = (torch.arange(n) % classes)[torch.randperm(n, generator=g)]  # balanced classes
         x = means[y] + torch.randn(n, dim, generator=g)
         return x.view(n, *shape), y

@@ -28,8 +28,8 @@ import gin
 import torch
 
 from lth import pruning
-from lth.data import DataSplits, load_splits, steps_per_epoch
-from lth.data import _derive_seed as derive_seed  # TODO public
+from lth.data import DataSplits, derive_seed, load_splits, steps_per_epoch
+
 from lth.engine import NetworkStack
 from lth.models import build_model, prunable_weights
 from lth.schedules import parse_steps
@@ -113,8 +113,10 @@ class Experiment:
     """One IMP experiment: config, data, the level targets and the run folder."""
 
     def __init__(self, config: ImpConfig, train_cfg: TrainConfig, *, root: str | Path = "runs",
-                 device: str | torch.device = "auto", data: DataSplits | None = None):
+                 device: str | torch.device = "auto", data: DataSplits | None = None,
+                 callbacks: Sequence = ()):
         self.config, self.train_cfg = config, train_cfg
+        self.callbacks = list(callbacks)  # called as f(iteration, stack) at every evaluation
         self.device = resolve_device(device)
         self.data = (data or load_splits(config.dataset, seed=config.split_seed)).to(self.device)
         self.run = RunDir(root, config.experiment, operative_config(config, train_cfg))
@@ -192,26 +194,28 @@ class Experiment:
         dense = done if level == 0 else dense
         return done, dense
 
-    def _train_level(self, level: int, key: str, previous: dict | None, dense: dict | None) -> dict:
+    def level_stack(self, level: int, previous: dict | None, dense: dict | None):
+        """The untrained networks of a level: (members, stack, start iteration, tickets' init)."""
         members = self.members(level)
-        trials = self.config.trials
-        cfg = self.config
         if level == 0:
             stack = NetworkStack.build(self._model, [self.init_seed(m, 0) for m in members], self.device)
-            init, start = stack.select(range(trials)), 0
-        else:
-            init = previous["init"]
-            source = previous if cfg.strategy == "iterative" else dense
-            masks = self._prune(source, level)
-            rewound = self._rewind_state(previous, dense)
-            stack = self._level_stack(level, members, rewound, masks)
-            start = 0 if cfg.rewind == "init" else self.rewind_iteration
+            return members, stack, 0, stack.select(range(self.config.trials))
+        source = previous if self.config.strategy == "iterative" else dense
+        masks = self._prune(source, level)
+        stack = self._level_stack(level, members, self._rewind_state(previous, dense), masks)
+        start = 0 if self.config.rewind == "init" else self.rewind_iteration
+        return members, stack, start, previous["init"]
+
+    def _train_level(self, level: int, key: str, previous: dict | None, dense: dict | None) -> dict:
+        cfg, trials = self.config, self.config.trials
+        members, stack, start, init = self.level_stack(level, previous, dense)
         progress_key = f"{key}_progress"
         history, snapshot = train(
             stack, self.data, self.train_cfg, data_seeds=[self.data_seed(m) for m in members],
             start=start, labels=[m.label(level) for m in members],
             resume=self.run.load_checkpoint(progress_key),
             checkpoint=lambda state: self.run.save_checkpoint(progress_key, state),
+            callbacks=self.callbacks,
             snapshot_at=self.rewind_iteration if (level == 0 and cfg.rewind == "weights" and self.rewind_iteration) else None,
             desc=f"{cfg.experiment} level {level}/{self.num_levels - 1}")
         densities = stack.density().tolist()
@@ -251,7 +255,7 @@ class Experiment:
                 weights = {g: getattr(fresh, g) for g in ("params", "buffers")}
             elif member.control == "random_mask":
                 generator = torch.Generator(device=self.device).manual_seed(
-                    derive_seed("random_mask", self.config.seed, t, level) % 2**63)
+                    derive_seed("random_mask", self.config.seed, t, level))
                 mask = pruning.random_masks(mask, generator)
             parts.append({"params": {n: v.detach().to(self.device) for n, v in weights["params"].items()},
                           "buffers": {n: v.to(self.device) for n, v in weights["buffers"].items()},

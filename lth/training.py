@@ -11,6 +11,7 @@ the early-stop iteration (minimum validation loss) is derived afterwards, never 
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -209,7 +210,9 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
             for callback in callbacks:
                 callback(iteration, stack)
             if checkpoint is not None and iteration % steps.checkpoint_every == 0 and iteration < steps.total:
-                checkpoint({"iteration": iteration, "stack": stack.state(), "optimizer": optimizer.state_dict(),
+                # deep copy: state_dict() aliases the live moment buffers
+                checkpoint({"iteration": iteration, "stack": stack.state(),
+                            "optimizer": copy.deepcopy(optimizer.state_dict()),
                             "history": history.state(), "snapshot": snapshot})
     bar.close()
     return history, snapshot

@@ -1,0 +1,137 @@
+"""The stacked engine and the training loop: masks hold, stacks equal single runs, resume is exact."""
+
+import pytest
+import torch
+
+from lth.engine import NetworkStack
+from lth.models import build_model
+from lth.training import DivergedError, TrainConfig, evaluate, train
+
+
+def make_stack(seeds, model="fc", **kwargs):
+    kwargs = kwargs or {"widths": (32, 16)}
+    return NetworkStack.build(lambda s: build_model(model, (1, 8, 8), 10, seed=s, **kwargs), seeds)
+
+
+def half_masks(stack, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {n: (torch.rand(p.shape, generator=g) < 0.5).float() for n, p in stack.params.items() if n in stack.kinds}
+
+
+CONFIGS = {
+    "adam": TrainConfig(iterations=30, batch_size=20, lr=1e-2, eval_every=10),
+    "adam_wd": TrainConfig(iterations=30, batch_size=20, lr=1e-2, weight_decay=0.1, eval_every=10),
+    "sgd_momentum_wd": TrainConfig(iterations=30, batch_size=20, optimizer="sgd", lr=0.1, momentum=0.9,
+                                   nesterov=True, weight_decay=5e-4, schedule="cosine", warmup=5, eval_every=10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_masked_weights_stay_exactly_zero(synthetic, name):
+    stack = make_stack([1, 2])
+    masks = half_masks(stack)
+    stack.set_masks(masks)
+    before = {n: p.detach().clone() for n, p in stack.params.items()}
+    train(stack, synthetic, CONFIGS[name], data_seeds=[0, 1])
+    for n, mask in masks.items():
+        p = stack.params[n].detach()
+        assert torch.all(p[mask == 0] == 0), f"{n}: pruned weights moved under {name}"
+        assert not torch.equal(p[mask == 1], before[n][mask == 1]), f"{n}: kept weights did not train"
+
+
+def test_batched_stack_equals_single_runs(synthetic):
+    cfg = CONFIGS["sgd_momentum_wd"]
+    stack = make_stack([3, 4, 5])
+    stack.set_masks(half_masks(stack))
+    masks = stack.state()["masks"]
+    history, _ = train(stack, synthetic, cfg, data_seeds=[7, 8, 9])
+    for m, (seed, data_seed) in enumerate(zip([3, 4, 5], [7, 8, 9])):
+        single = make_stack([seed])
+        single.set_masks({n: v[m:m + 1] for n, v in masks.items()})
+        single_history, _ = train(single, synthetic, cfg, data_seeds=[data_seed])
+        for n in stack.params:
+            torch.testing.assert_close(stack.params[n][m], single.params[n][0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(history.series("val/loss")[m], single_history.series("val/loss")[0])
+
+
+def test_batchnorm_models_train_stacked(synthetic):
+    from lth.data import load_splits
+    data = load_splits("synthetic", synthetic_shape=(3, 8, 8), synthetic_sizes=(200, 40, 40))
+    stack = NetworkStack.build(lambda s: build_model("resnet20", (3, 8, 8), 10, seed=s), [0, 1])
+    history, _ = train(stack, data, TrainConfig(iterations=4, batch_size=8, optimizer="sgd", lr=0.05, eval_every=2),
+                       data_seeds=[0, 1])
+    assert history.series("val/accuracy").shape == (2, 3)
+    running_mean = next(v for k, v in stack.buffers.items() if k.endswith("running_mean"))
+    assert not torch.equal(running_mean[0], running_mean[1])  # each network keeps its own statistics
+
+
+def test_training_learns(synthetic):
+    stack = make_stack([0])
+    before = evaluate(stack, synthetic.test)["accuracy"].item()
+    history, _ = train(stack, synthetic, TrainConfig(iterations=150, batch_size=30, lr=3e-3, eval_every=50), data_seeds=[0])
+    after = history.series("test/accuracy")[0, -1].item()
+    assert after > max(0.6, before + 0.2), (before, after)
+    assert history.iterations == [0, 50, 100, 150]
+    assert "train/accuracy" in history.values  # the full training split is scored at the end
+
+
+class Kill(Exception):
+    pass
+
+
+def test_resume_after_kill_equals_uninterrupted(synthetic):
+    cfg = TrainConfig(iterations=60, batch_size=20, lr=1e-2, eval_every=10, checkpoint_every=20)
+    full = make_stack([1, 2])
+    full_history, _ = train(full, synthetic, cfg, data_seeds=[5, 6])
+
+    saved = {}
+
+    def kill_at_50(iteration, stack):
+        if iteration == 50:
+            raise Kill
+
+    killed = make_stack([1, 2])
+    with pytest.raises(Kill):
+        train(killed, synthetic, cfg, data_seeds=[5, 6], checkpoint=lambda s: saved.update(state=s),
+              callbacks=[kill_at_50])
+    assert saved["state"]["iteration"] == 40
+    resumed = make_stack([1, 2])
+    history, _ = train(resumed, synthetic, cfg, data_seeds=[5, 6], resume=saved["state"])
+    for n in full.params:
+        assert torch.equal(full.params[n], resumed.params[n]), n
+    assert history.iterations == full_history.iterations
+    for key in full_history.values:
+        assert torch.equal(history.series(key), full_history.series(key)), key
+
+
+def test_snapshot_is_the_weights_of_iteration_k(synthetic):
+    cfg = TrainConfig(iterations=20, batch_size=20, lr=1e-2, eval_every=10)
+    stack = make_stack([1])
+    _, snapshot = train(stack, synthetic, cfg, data_seeds=[0], snapshot_at=7)
+    reference = make_stack([1])
+    train(reference, synthetic, TrainConfig(iterations=7, batch_size=20, lr=1e-2, eval_every=10), data_seeds=[0])
+    for n in reference.params:
+        assert torch.equal(snapshot["params"][n], reference.params[n].detach())
+
+
+def test_divergence_is_a_clear_error(synthetic):
+    stack = make_stack([1, 2])
+    with torch.no_grad():
+        stack.params["fc.0.weight"][1] = float("nan")
+    with pytest.raises(DivergedError, match="second.*diverged"):
+        train(stack, synthetic, CONFIGS["adam"], data_seeds=[0, 1], labels=["first", "second"])
+
+
+def test_bad_train_config_names_the_value():
+    with pytest.raises(ValueError, match="'rmsprop'.*adam, sgd"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="'50k'"):
+        TrainConfig(iterations="50k").steps(1000)
+
+
+def test_mask_of_wrong_shape_is_rejected():
+    stack = make_stack([0])
+    with pytest.raises(ValueError, match="shape"):
+        stack.set_masks({"fc.0.weight": torch.ones(1, 3, 3)})
+    with pytest.raises(KeyError, match="non-prunable"):
+        stack.set_masks({"fc.0.bias": torch.ones_like(stack.params["fc.0.bias"])})

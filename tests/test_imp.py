@@ -1,0 +1,186 @@
+"""The IMP driver: rewinding, controls, one-shot, the result store, resume and reruns."""
+
+import pandas as pd
+import pytest
+import torch
+
+from lth.imp import Experiment, ImpConfig
+from lth.store import CorruptCheckpoint
+from lth.training import TrainConfig
+
+FAST = TrainConfig(iterations=40, batch_size=20, lr=5e-3, eval_every=10, checkpoint_every=20)
+
+
+def experiment(tmp_path, synthetic, train_cfg=FAST, **overrides):
+    config = dict(experiment="t", dataset="synthetic", model="fc", model_kwargs={"widths": (32, 16)},
+                  trials=2, levels=2, reinits=2)
+    config.update(overrides)
+    return Experiment(ImpConfig(**config), train_cfg, root=tmp_path, device="cpu", data=synthetic)
+
+
+def weights(state, name, network):
+    return state["params"][name][network]
+
+
+def test_metrics_are_tidy_and_cover_every_network(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic)
+    metrics = exp.run_all()
+    assert list(metrics.columns) == ["experiment", "trial", "level", "density", "control", "replicate",
+                                     "iteration", "split", "metric", "value"]
+    networks = metrics.groupby(["level", "control", "trial", "replicate"]).size()
+    assert len(networks) == 2 + 2 * (2 + 2 * 2 + 2)  # level 0: 2 tickets; levels 1-2: tickets, 2 reinits each, random masks
+    assert set(metrics.split) == {"val", "test", "train"}
+    densities = metrics.groupby("level").density.unique()
+    assert all(len(d) == 1 for d in densities)  # controls share their ticket's density
+    manifest = exp.run.read_manifest()
+    assert manifest["wall_time_s"] > 0 and manifest["torch"] and "git_commit" in manifest
+    assert (exp.run.path / "config.gin").read_text().count("ImpConfig.") > 5
+
+
+def test_rewinding_restores_init_on_surviving_weights(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic)
+    level0, _ = exp.run_level(0, None, None)
+    members, stack, start, _ = exp.level_stack(1, level0, level0)
+    assert start == 0
+    for name in stack.kinds:
+        for t in range(2):
+            mask = stack.masks[name][t].bool()
+            assert torch.equal(stack.params[name][t][mask], weights(level0["init"], name, t)[mask])
+            assert torch.all(stack.params[name][t][~mask] == 0)
+
+
+def test_masks_nest_across_levels_and_match_the_ladder(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic, levels=3)
+    exp.run_all()
+    previous = None
+    for level in range(4):
+        masks = exp.run.load_checkpoint(f"level_{level:02d}")["final"]["masks"]
+        kept = sum(m.flatten(1).sum(1) for m in masks.values())
+        assert kept.tolist() == [sum(g.keep for g in exp.targets[level])] * 2
+        if previous is not None:
+            assert all(torch.all(masks[n] <= previous[n]) for n in masks)
+        previous = masks
+
+
+def test_controls_change_only_what_they_claim(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic)
+    level0, _ = exp.run_level(0, None, None)
+    members, stack, _, _ = exp.level_stack(1, level0, level0)
+    index = {(m.trial, m.control, m.replicate): i for i, m in enumerate(members)}
+    for t in range(2):
+        ticket = index[(t, "none", 0)]
+        for r in range(2):
+            reinit = index[(t, "reinit", r)]
+            for n in stack.kinds:
+                assert torch.equal(stack.masks[n][reinit], stack.masks[n][ticket])
+                kept = stack.masks[n][ticket].bool()
+                assert not torch.equal(stack.params[n][reinit][kept], stack.params[n][ticket][kept])
+        a, b = stack.params["fc.0.weight"][index[(t, "reinit", 0)]], stack.params["fc.0.weight"][index[(t, "reinit", 1)]]
+        assert not torch.equal(a, b)  # each reinitialisation is fresh
+        random = index[(t, "random_mask", 0)]
+        for n in stack.kinds:
+            assert torch.equal(stack.masks[n][random].sum(), stack.masks[n][ticket].sum())
+            assert not torch.equal(stack.masks[n][random], stack.masks[n][ticket])
+            both = (stack.masks[n][random] * stack.masks[n][ticket]).bool()
+            assert torch.equal(stack.params[n][random][both], stack.params[n][ticket][both])  # same weights
+
+
+def test_weight_rewinding_uses_iteration_k(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic, rewind="weights", rewind_iteration=10)
+    level0, _ = exp.run_level(0, None, None)
+    _, stack, start, _ = exp.level_stack(1, level0, level0)
+    assert start == 10
+    rewind = level0["rewind"]
+    assert not torch.equal(rewind["params"]["fc.0.weight"], level0["init"]["params"]["fc.0.weight"])
+    mask = stack.masks["fc.0.weight"][0].bool()
+    assert torch.equal(stack.params["fc.0.weight"][0][mask], rewind["params"]["fc.0.weight"][0][mask])
+
+
+def test_learning_rate_rewinding_keeps_final_weights(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic, rewind="lr")
+    level0, _ = exp.run_level(0, None, None)
+    _, stack, start, _ = exp.level_stack(1, level0, level0)
+    assert start == 0
+    mask = stack.masks["fc.0.weight"][1].bool()
+    assert torch.equal(stack.params["fc.0.weight"][1][mask], level0["final"]["params"]["fc.0.weight"][1][mask])
+
+
+def test_one_shot_prunes_the_dense_network_to_each_density(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic, strategy="one_shot", densities=(0.5, 0.2), controls=())
+    metrics = exp.run_all()
+    realised = metrics.groupby("level").density.first().round(3).tolist()
+    assert realised == [1.0, 0.5, 0.2]
+    dense = exp.run.load_checkpoint("level_00")
+    _, stack, _, _ = exp.level_stack(2, exp.run.load_checkpoint("level_01"), dense)
+    # one-shot: level 2's mask is the top 20% of the *dense* net's trained weights
+    w = dense["final"]["params"]["fc.0.weight"][0].abs()
+    kept = stack.masks["fc.0.weight"][0].bool()
+    assert w[kept].min() >= w[~kept].max()
+
+
+class Kill(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_numbers(tmp_path, synthetic):
+    reference = experiment(tmp_path / "a", synthetic).run_all()
+
+    def kill(iteration, stack):
+        if stack.size > 2 and iteration == 30:  # midway through level 1, after the checkpoint at 20
+            raise Kill
+
+    killed = experiment(tmp_path / "b", synthetic)
+    killed.callbacks.append(kill)
+    with pytest.raises(Kill):
+        killed.run_all()
+    assert killed.run.is_done("level_00") and not killed.run.is_done("level_01")
+    assert killed.run.load_checkpoint("level_01_progress")["iteration"] == 20
+    resumed = experiment(tmp_path / "b", synthetic).run_all()
+    pd.testing.assert_frame_equal(reference, resumed)
+
+
+def test_rerun_skips_finished_levels(tmp_path, synthetic):
+    first = experiment(tmp_path, synthetic)
+    first.run_all()
+    calls = []
+    again = experiment(tmp_path, synthetic)
+    again.callbacks.append(lambda it, stack: calls.append(it))
+    again.run_all()
+    assert calls == []
+    assert again.run.path == first.run.path
+    other = experiment(tmp_path, synthetic, seed=1)
+    assert other.run.path != first.run.path
+
+
+def test_corrupted_checkpoint_is_a_clear_error_and_keeps_the_rest(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic)
+    exp.run_all()
+    path = exp.run.path / "checkpoints" / "level_01.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CorruptCheckpoint, match="level_01.pt.*delete"):
+        experiment(tmp_path, synthetic).run_all()
+    assert (exp.run.path / "checkpoints" / "level_00.pt").exists()
+    assert len(exp.run.read_metrics()) > 0
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("strategy", "twice", "'twice'.*iterative, one_shot"),
+    ("rewind", "start", "'start'.*init, weights, lr"),
+    ("controls", ("shuffle",), "'shuffle'.*reinit, random_mask"),
+    ("densities", (0.5, 0.0), r"density must be in \(0, 1\]"),
+])
+def test_bad_experiment_config_names_the_value(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        ImpConfig(**{field: value})
+
+
+def test_unknown_model_and_dataset_list_valid_names(tmp_path, synthetic):
+    with pytest.raises(ValueError, match="'lenet9'.*lenet300"):
+        experiment(tmp_path, synthetic, model="lenet9", model_kwargs={})
+    with pytest.raises(ValueError, match="'imagenet'.*mnist"):
+        Experiment(ImpConfig(dataset="imagenet"), FAST, root=tmp_path, device="cpu")
+
+
+def test_rewind_iteration_outside_schedule(tmp_path, synthetic):
+    with pytest.raises(ValueError, match="rewind_iteration '100it'"):
+        experiment(tmp_path, synthetic, rewind="weights", rewind_iteration="100it")
