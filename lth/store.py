@@ -30,7 +30,10 @@ from typing import Any, BinaryIO
 import pandas as pd
 import torch
 
-METRIC_COLUMNS = ("experiment", "trial", "level", "density", "control", "replicate", "iteration", "split", "metric", "value")
+# control: "none" for the ticket itself, else the control's name; replicate numbers the random
+# reinitialisations of one ticket (0 otherwise).
+METRIC_COLUMNS = ("experiment", "trial", "level", "density", "control", "replicate", "iteration", "split",
+                  "metric", "value")
 
 _CONFIG_FILE = "config.gin"
 _MANIFEST_FILE = "manifest.json"

@@ -19,7 +19,7 @@ model.name = 'lenet'
 
 
 def make_row(**overrides):
-    row = dict(experiment="imp", trial=0, level=1, density=0.8, control="none",
+    row = dict(experiment="imp", trial=0, level=1, density=0.8, control="none", replicate=0,
                iteration=100, split="test", metric="accuracy", value=0.97)
     return row | overrides
 

@@ -1,0 +1,83 @@
+"""gin recipes, profiles, bad bindings, and the command-line entry point on real MNIST."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lth import config
+from lth.imp import ImpConfig
+from lth.store import find_runs
+from lth.training import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_lenet_recipe_is_the_papers_protocol():
+    config.load(["lth_lenet300"])
+    imp, train = ImpConfig(), TrainConfig()
+    assert (imp.model, imp.dataset, imp.trials, imp.reinits) == ("lenet300", "mnist", 5, 3)
+    assert imp.rates == {"fc": 0.2, "output": 0.1} and imp.scope == "layerwise" and imp.rewind == "init"
+    assert (train.optimizer, train.lr, train.batch_size, train.iterations, train.eval_every) == \
+        ("adam", 0.0012, 60, "50000it", 100)
+
+
+@pytest.mark.parametrize("recipe", ["lth_conv2", "lth_conv4", "lth_conv6"])
+def test_conv_recipes_load(recipe):
+    config.load([recipe], profile="smoke")
+    assert ImpConfig().model == recipe.split("_")[1]
+    assert TrainConfig().iterations == "40it"  # the profile wins over the recipe
+
+
+def test_bindings_override_profiles():
+    config.load(["lth_lenet300"], profile="quick", bindings=["ImpConfig.trials = 7"])
+    assert ImpConfig().trials == 7 and ImpConfig().levels == 8
+
+
+@pytest.mark.parametrize("binding,named", [
+    ("TrainConfig.lrr = 0.1", "lrr"),
+    ("TrainConfg.lr = 0.1", "TrainConfg"),
+    ("TrainConfig.lr = ", "TrainConfig.lr"),
+])
+def test_bad_binding_names_itself_and_lists_parameters(binding, named):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(["lth_lenet300"], bindings=[binding])
+    assert named in str(err.value) and "TrainConfig: iterations, batch_size" in str(err.value)
+
+
+def test_unknown_recipe_and_profile_list_valid_ones():
+    with pytest.raises(config.ConfigError, match="'lenet'.*lth_lenet300"):
+        config.load(["lenet"])
+    with pytest.raises(config.ConfigError, match="'huge'.*smoke, quick, paper"):
+        config.load(["lth_lenet300"], profile="huge")
+
+
+def lth_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "lth", *args], cwd=cwd, capture_output=True, text=True,
+                          env={"LTH_QUIET": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+
+
+def test_cli_runs_lenet_imp_on_real_mnist_then_skips_on_rerun(tmp_path):
+    from lth.data import DatasetNotFound, load_splits
+    try:
+        load_splits("mnist")
+    except DatasetNotFound:
+        pytest.skip("real MNIST not available")
+    args = ["run", str(REPO / "gin" / "lth_lenet300.gin"), "--profile", "smoke", "--root", str(tmp_path), "--device", "cpu"]
+    first = lth_cli(*args, cwd=REPO)
+    assert first.returncode == 0, first.stderr
+    assert "remaining_%" in first.stdout and "64.06" in first.stdout  # level 2 of the fc 20% / output 10% ladder
+    (run,) = find_runs(tmp_path, "lth_lenet300")
+    metrics = pd.read_csv(run.path / "metrics" / "level_02.csv")
+    final = metrics[(metrics.split == "test") & (metrics.metric == "accuracy") & (metrics.iteration == 40)]
+    assert final.value.min() > 0.7  # 40 Adam steps on real MNIST already beat chance by far
+    second = lth_cli(*args, cwd=REPO)
+    assert second.returncode == 0 and second.stdout == first.stdout
+
+
+def test_cli_bad_binding_exits_2_with_the_message(tmp_path):
+    result = lth_cli("run", "lth_lenet300", "-b", "ImpConfig.trails = 2", "--root", str(tmp_path), cwd=REPO)
+    assert result.returncode == 2
+    assert "trails" in result.stderr and "Traceback" not in result.stderr
