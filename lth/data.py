@@ -157,6 +157,14 @@ def batch_indices(n: int, batch_size: int, seeds: Sequence[int], iteration: int)
     return torch.stack(rows) if rows else torch.empty(0, batch_size, dtype=torch.int64)
 
 
+def epoch_batches(n: int, batch_size: int, seeds: Sequence[int], epoch: int, device="cpu") -> torch.Tensor:
+    """(steps_per_epoch, M, batch_size): every batch of one epoch for all seeds at once, on
+    ``device``; row j equals ``batch_indices(n, batch_size, seeds, epoch * steps_per_epoch + j)``."""
+    steps = steps_per_epoch(n, batch_size)
+    perms = torch.stack([_epoch_permutation(n, int(seed), epoch)[: steps * batch_size] for seed in seeds])
+    return perms.to(device).view(len(seeds), steps, batch_size).transpose(0, 1)
+
+
 def augment_seed(seed: int, iteration: int) -> int:
     """Seed for the augmentation of one (seed, iteration), so augmentation too needs no RNG state."""
     return derive_seed("augment", seed, iteration)

@@ -5,9 +5,11 @@ and data order; they share the architecture and the optimiser hyperparameters. T
 pass is ``vmap(functional_call)`` over the stacked state, so a single network is simply a
 stack of one (M=1), never a second code path.
 
-The one mask mechanism: a prunable weight is used as ``weight * mask``. Weights at masked
-positions are also zeroed whenever a mask is set, so their gradient is exactly zero and
-Adam, momentum and weight decay all leave them at exactly zero.
+The one mask mechanism for fixed masks (IMP, random, pruning at init): a network computes
+with ``weight * mask``. The product is kept in storage: weights are zeroed wherever a mask is
+set, and gradients are multiplied by the mask after every backward pass (exactly the gradient
+of ``weight * mask``), so Adam, momentum and weight decay leave pruned weights at exactly zero.
+Storing the product saves a multiply per weight in every forward and backward pass.
 """
 
 from __future__ import annotations
@@ -117,8 +119,12 @@ class NetworkStack:
         return {name: m.flatten(1).mean(1) for name, m in self.masks.items()}
 
     # ---- compute ----------------------------------------------------------------------
-    def masked_params(self) -> dict[str, torch.Tensor]:
-        return {k: (p * self.masks[k] if k in self.masks else p) for k, p in self.params.items()}
+    def mask_gradients(self) -> None:
+        """Turn gradients w.r.t. the stored weights into gradients of ``weight * mask``."""
+        for name, mask in self.masks.items():
+            grad = self.params[name].grad
+            if grad is not None:
+                grad.mul_(mask)
 
     def train(self, mode: bool = True) -> "NetworkStack":
         self.template.train(mode)
@@ -129,4 +135,4 @@ class NetworkStack:
         def one(params, buffers, inputs):
             return functional_call(self.template, (params, buffers), (inputs,))
         in_dims = (0, 0, None if shared_input else 0)
-        return vmap(one, in_dims=in_dims, randomness="different")(self.masked_params(), self.buffers, x)
+        return vmap(one, in_dims=in_dims, randomness="different")(self.params, self.buffers, x)

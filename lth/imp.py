@@ -173,26 +173,42 @@ class Experiment:
 
     # ---- the driver -------------------------------------------------------------------
     def run_all(self) -> "pd.DataFrame":
+        """Train every level not yet done; returns the experiment's tidy metrics.
+
+        Finished levels are not reloaded: only the checkpoints that the first unfinished level
+        needs (the dense level and the level before it) are read, so a store that holds only
+        metrics (e.g. results copied back from a GPU machine) is complete as it is."""
+        keys = [f"level_{level:02d}" for level in range(self.num_levels)]
+        todo = [level for level, key in enumerate(keys) if not self.run.is_done(key)]
+        if not todo:
+            return self.run.read_metrics()
         started = time.time()
         self.run.write_manifest(seed=self.config.seed, device=str(self.device),
                                 started_at=datetime.now(timezone.utc).isoformat(),
                                 levels=self.num_levels, densities=self.densities())
-        tickets = None  # per level: the trained tickets' final state (all trials)
-        dense = None
-        for level in range(self.num_levels):
-            tickets, dense = self.run_level(level, tickets, dense)
+        first = todo[0]
+        dense = self._load_done(keys[0]) if first > 0 else None
+        previous = self._load_done(keys[first - 1]) if first > 0 else None
+        for level in range(first, self.num_levels):
+            previous = self._train_level(level, keys[level], previous, dense)
+            dense = previous if level == 0 else dense
         self.run.write_manifest(finished_at=datetime.now(timezone.utc).isoformat(),
                                 wall_time_s=round(time.time() - started, 2))
         return self.run.read_metrics()
 
-    def run_level(self, level: int, previous: dict | None, dense: dict | None):
-        """Train one level (or load it if done); returns (tickets' final state, dense level's state)."""
+    def _load_done(self, key: str) -> dict:
+        state = self.run.load_checkpoint(key)
+        if state is None:
+            raise FileNotFoundError(f"level {key} is marked done in {self.run.path} but its checkpoint is "
+                                    f"missing; delete {self.run.path / 'done' / key} to retrain it")
+        return state
+
+    def run_level(self, level: int, previous: dict | None, dense: dict | None) -> dict:
+        """Train one level, or load it if it is done; returns the tickets' state after training."""
         key = f"level_{level:02d}"
-        done = self.run.load_checkpoint(key) if self.run.is_done(key) else None
-        if done is None:
-            done = self._train_level(level, key, previous, dense)
-        dense = done if level == 0 else dense
-        return done, dense
+        if self.run.is_done(key):
+            return self._load_done(key)
+        return self._train_level(level, key, previous, dense)
 
     def level_stack(self, level: int, previous: dict | None, dense: dict | None):
         """The untrained networks of a level: (members, stack, start iteration, tickets' init)."""

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lth.data import DataSplits, Split, augment_cifar, augment_seed, batch_indices, steps_per_epoch
+from lth.data import DataSplits, Split, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
 from lth.engine import NetworkStack
 from lth.schedules import lr_at, parse_steps
 
@@ -100,11 +100,89 @@ class History:
         return cls(list(state["iterations"]), {k: list(v) for k, v in state["values"].items()})
 
 
-def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, graphed: bool = False) -> torch.optim.Optimizer:
+    # A captured step reads the learning rate from a tensor that is updated in place between replays.
+    lr = torch.tensor(cfg.lr, device=params[0].device) if graphed else cfg.lr
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay)
+        # fused: one kernel per step for all moments instead of several multi-tensor passes
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, capturable=graphed,
+                                fused=graphed or None)
+    # The fused SGD kernel reads a tensor learning rate on the device; foreach SGD would sync to the host.
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay, fused=graphed or None)
+
+
+def use_cuda_graphs(device: torch.device) -> bool:
+    """Capture the training step as a CUDA graph on GPUs (LTH_CUDA_GRAPHS=0 turns it off)."""
+    return device.type == "cuda" and os.environ.get("LTH_CUDA_GRAPHS", "1") != "0"
+
+
+class TrainStep:
+    """One optimiser step of every network in the stack, from device-resident batches.
+
+    The step reads its batch from fixed buffers, so the same body runs eagerly (CPU, and the
+    first iterations on a GPU) or is captured once as a CUDA graph and replayed: one launch per
+    step instead of hundreds, with identical arithmetic."""
+
+    WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
+
+    def __init__(self, stack: NetworkStack, data: DataSplits, optimizer: torch.optim.Optimizer,
+                 seeds: Sequence[int], batch_size: int, graphed: bool):
+        self.stack, self.data, self.optimizer = stack, data, optimizer
+        self.seeds, self.batch_size = list(seeds), batch_size
+        self.graphed, self.graph, self.eager_steps = graphed, None, 0
+        self.epoch, self.batches = None, None
+        device = stack.device
+        self.idx = torch.zeros(stack.size, batch_size, dtype=torch.long, device=device)
+        self.x = torch.zeros(stack.size, batch_size, *data.input_shape, device=device) if data.augment else None
+        self.running = torch.zeros(stack.size, device=device)  # training loss summed since it was last read
+
+    def __call__(self, iteration: int, lr: float) -> None:
+        epoch, j = divmod(iteration, steps_per_epoch(len(self.data.train), self.batch_size))
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.batches = epoch_batches(len(self.data.train), self.batch_size, self.seeds, epoch, self.stack.device)
+        self.idx.copy_(self.batches[j])
+        if self.data.augment:  # one generator per network keeps its stream independent of the stack
+            x = self.data.train.x[self.idx]
+            self.x.copy_(torch.stack([augment_cifar(x[m], _generator(augment_seed(s, iteration), x.device))
+                                      for m, s in enumerate(self.seeds)]))
+        for group in self.optimizer.param_groups:
+            if torch.is_tensor(group["lr"]):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self.stack.train(True)
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.graphed and self.eager_steps >= self.WARMUP:
+            self._capture()
+            self.graph.replay()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._body()
+            self.eager_steps += 1
+
+    def _body(self) -> None:
+        x = self.x if self.data.augment else self.data.train.x[self.idx]
+        logits = self.stack(x)
+        losses = F.cross_entropy(logits.transpose(1, 2), self.data.train.y[self.idx], reduction="none").mean(1)
+        losses.sum().backward()  # networks are independent: each gets its own gradient
+        self.stack.mask_gradients()
+        self.optimizer.step()
+        self.running += losses.detach()
+
+    def _capture(self) -> None:
+        torch.cuda.synchronize()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._body()
+
+    def take_running_loss(self) -> torch.Tensor:
+        value = self.running.clone()
+        self.running.zero_()
+        return value
 
 
 @torch.no_grad()
@@ -143,9 +221,9 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
     steps = cfg.steps(len(data.train))
     if not 0 <= start <= steps.total:
         raise ValueError(f"start iteration {start} outside the schedule [0, {steps.total}]")
-    optimizer = make_optimizer(list(stack.params.values()), cfg)
+    graphed = use_cuda_graphs(stack.device)
+    optimizer = make_optimizer(list(stack.params.values()), cfg, graphed)
     history, snapshot, iteration = History(), None, start
-    running = torch.zeros(stack.size, device=stack.device)  # training loss summed since the last evaluation
     if resume is not None:
         stack.load_state(resume["stack"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -153,6 +231,7 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
         snapshot, iteration = resume["snapshot"], resume["iteration"]
     if snapshot_at is not None and snapshot_at == iteration and snapshot is None:
         snapshot = stack.state()
+    step = TrainStep(stack, data, optimizer, data_seeds, cfg.batch_size, graphed)
 
     def record(it: int, steps_since: int) -> None:
         metrics = {}
@@ -160,7 +239,7 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
             for metric, value in evaluate(stack, split, cfg.eval_batch_size).items():
                 metrics[f"{name}/{metric}"] = value
         if steps_since:
-            metrics["train/batch_loss"] = running / steps_since
+            metrics["train/batch_loss"] = step.take_running_loss() / steps_since
         if it == steps.total:
             for metric, value in evaluate(stack, data.train, cfg.eval_batch_size).items():
                 metrics[f"train/{metric}"] = value
@@ -175,38 +254,21 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
 
     if not history.iterations:
         record(iteration, 0)
-    seeds = list(data_seeds)
-    targets = data.train.y
     bar = tqdm(total=steps.total - start, initial=iteration - start, desc=desc, disable=quiet(),
                unit="it", leave=False)
     steps_since = 0
     while iteration < steps.total:
-        stack.train(True)
-        idx = batch_indices(len(data.train), cfg.batch_size, seeds, iteration).to(data.train.x.device)
-        x, y = data.train.x[idx], targets[idx]
-        if data.augment:  # one generator per network keeps a network's stream independent of its stack
-            x = torch.stack([augment_cifar(x[m], _generator(augment_seed(s, iteration), x.device))
-                             for m, s in enumerate(seeds)])
-        rate = lr_at(iteration, lr=cfg.lr, total=steps.total, schedule=cfg.schedule,
-                     milestones=steps.milestones, gamma=cfg.gamma, warmup=steps.warmup)
-        for group in optimizer.param_groups:
-            group["lr"] = rate
-        logits = stack(x)
-        losses = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)  # (M,)
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # networks are independent: each gets its own gradient
-        optimizer.step()
-        running += losses.detach()
+        step(iteration, lr_at(iteration, lr=cfg.lr, total=steps.total, schedule=cfg.schedule,
+                              milestones=steps.milestones, gamma=cfg.gamma, warmup=steps.warmup))
         steps_since += 1
         iteration += 1
         if snapshot_at is not None and iteration == snapshot_at:
             snapshot = stack.state()
         if iteration % steps.eval_every == 0 or iteration == steps.total:
             record(iteration, steps_since)
-            running.zero_()
             steps_since = 0
             bar.update(iteration - bar.n - start)
-            bar.set_postfix(val_acc=f"{float(history.values['val/accuracy'][-1].mean()):.4f}")
+            bar.set_postfix(val_acc=f"{float(history.values['val/accuracy'][-1].mean()):.4f}", refresh=False)
             for callback in callbacks:
                 callback(iteration, stack)
             if checkpoint is not None and iteration % steps.checkpoint_every == 0 and iteration < steps.total:

@@ -33,7 +33,7 @@ def test_conv_recipes_load(recipe):
 
 def test_bindings_override_profiles():
     config.load(["lth_lenet300"], profile="quick", bindings=["ImpConfig.trials = 7"])
-    assert ImpConfig().trials == 7 and ImpConfig().levels == 8
+    assert ImpConfig().trials == 7 and ImpConfig().levels == 9
 
 
 @pytest.mark.parametrize("binding,named", [

@@ -39,7 +39,7 @@ def test_metrics_are_tidy_and_cover_every_network(tmp_path, synthetic):
 
 def test_rewinding_restores_init_on_surviving_weights(tmp_path, synthetic):
     exp = experiment(tmp_path, synthetic)
-    level0, _ = exp.run_level(0, None, None)
+    level0 = exp.run_level(0, None, None)
     members, stack, start, _ = exp.level_stack(1, level0, level0)
     assert start == 0
     for name in stack.kinds:
@@ -64,7 +64,7 @@ def test_masks_nest_across_levels_and_match_the_ladder(tmp_path, synthetic):
 
 def test_controls_change_only_what_they_claim(tmp_path, synthetic):
     exp = experiment(tmp_path, synthetic)
-    level0, _ = exp.run_level(0, None, None)
+    level0 = exp.run_level(0, None, None)
     members, stack, _, _ = exp.level_stack(1, level0, level0)
     index = {(m.trial, m.control, m.replicate): i for i, m in enumerate(members)}
     for t in range(2):
@@ -87,7 +87,7 @@ def test_controls_change_only_what_they_claim(tmp_path, synthetic):
 
 def test_weight_rewinding_uses_iteration_k(tmp_path, synthetic):
     exp = experiment(tmp_path, synthetic, rewind="weights", rewind_iteration=10)
-    level0, _ = exp.run_level(0, None, None)
+    level0 = exp.run_level(0, None, None)
     _, stack, start, _ = exp.level_stack(1, level0, level0)
     assert start == 10
     rewind = level0["rewind"]
@@ -98,7 +98,7 @@ def test_weight_rewinding_uses_iteration_k(tmp_path, synthetic):
 
 def test_learning_rate_rewinding_keeps_final_weights(tmp_path, synthetic):
     exp = experiment(tmp_path, synthetic, rewind="lr")
-    level0, _ = exp.run_level(0, None, None)
+    level0 = exp.run_level(0, None, None)
     _, stack, start, _ = exp.level_stack(1, level0, level0)
     assert start == 0
     mask = stack.masks["fc.0.weight"][1].bool()
@@ -157,6 +157,7 @@ def test_corrupted_checkpoint_is_a_clear_error_and_keeps_the_rest(tmp_path, synt
     exp.run_all()
     path = exp.run.path / "checkpoints" / "level_01.pt"
     path.write_bytes(path.read_bytes()[:100])
+    (exp.run.path / "done" / "level_02").unlink()  # level 2 must be retrained from level 1's checkpoint
     with pytest.raises(CorruptCheckpoint, match="level_01.pt.*delete"):
         experiment(tmp_path, synthetic).run_all()
     assert (exp.run.path / "checkpoints" / "level_00.pt").exists()
@@ -184,3 +185,11 @@ def test_unknown_model_and_dataset_list_valid_names(tmp_path, synthetic):
 def test_rewind_iteration_outside_schedule(tmp_path, synthetic):
     with pytest.raises(ValueError, match="rewind_iteration '100it'"):
         experiment(tmp_path, synthetic, rewind="weights", rewind_iteration="100it")
+
+
+def test_finished_store_needs_no_checkpoints(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic)
+    metrics = exp.run_all()
+    for path in (exp.run.path / "checkpoints").iterdir():
+        path.unlink()  # e.g. results copied back from a GPU machine without their weights
+    pd.testing.assert_frame_equal(experiment(tmp_path, synthetic).run_all(), metrics)

@@ -1,0 +1,210 @@
+"""Execute the notebooks in notebooks/ on one profile with papermill, then build the report.
+
+    python -m lth.batch [--profile smoke|quick|paper] [--only NAME ...] [--output-dir DIR] [--root DIR]
+                        [--device DEV] [-b BINDING ...] [--report-only]
+
+Each ``notebooks/<name>.py`` (jupytext percent format) is converted to
+``build/notebooks/<profile>/<name>.ipynb`` and executed from the repo root into
+``build/notebooks/<profile>/executed/<name>.ipynb``, with the parameters profile, bindings,
+output_dir, root and device. A failing notebook does not stop the others; the end says which
+notebook failed, in which cell, with what error, and the exit status is 1. The report is built
+whatever happened. Notebooks are rerun every time: the result store makes finished work cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from lth.config import PROFILES
+from lth.report import REPORT_DIR, ClaimsError, NotebookRun, build_report, read_claims
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+BUILD_DIR = REPO_ROOT / "build" / "notebooks"
+KERNEL = "python3"
+
+
+def notebook_sources(notebook_dir: Path | str | None = None) -> dict[str, Path]:
+    """name -> path of every notebook, in name order."""
+    folder = Path(notebook_dir or NOTEBOOK_DIR)
+    return {path.stem: path for path in sorted(folder.glob("*.py"))}
+
+
+def source_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def record_path(build_dir: Path | str, profile: str, name: str) -> Path:
+    return Path(build_dir) / profile / "executed" / f"{name}.json"
+
+
+def run_batch(profile: str = "quick", *, only: list[str] | None = None, output_dir: Path | str = "figures",
+              root: Path | str = "runs", device: str = "auto", bindings: list[str] | None = None,
+              notebook_dir: Path | str | None = None, build_dir: Path | str | None = None,
+              report_dir: Path | str = REPORT_DIR, log_output: bool = False) -> tuple[list[NotebookRun], Path]:
+    """Execute the notebooks (all, or those named in `only`) and build the report.
+
+    Relative output_dir and root are taken from the repo root, where the notebooks run. Returns the
+    runs of this batch and the report's path; the report also lists the notebooks not run this time,
+    from their last recorded run on this profile."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    sources = notebook_sources(notebook_dir)
+    unknown = sorted(set(only or ()) - set(sources))
+    if unknown:
+        raise ValueError(f"no notebook named {', '.join(unknown)}; the notebooks are: {', '.join(sources) or 'none'}")
+    build_dir = Path(build_dir or BUILD_DIR)
+    chosen = [name for name in sources if not only or name in only]
+    _check_kernel()
+
+    runs = []
+    for number, name in enumerate(chosen, 1):
+        print(f"[{number}/{len(chosen)}] {name} (profile {profile})", flush=True)
+        run = run_notebook(sources[name], profile=profile, output_dir=REPO_ROOT / output_dir, root=REPO_ROOT / root,
+                           device=device, bindings=list(bindings or ()), build_dir=build_dir, log_output=log_output)
+        print(f"    {run.status} in {run.wall_s:.1f}s" + (f": {_first_line(run.reason)}" if run.reason else ""), flush=True)
+        runs.append(run)
+
+    report = build_report(collect_runs(sources, profile, build_dir), profile, report_dir)
+    return runs, report
+
+
+def run_notebook(source: Path, *, profile: str, output_dir: Path, root: Path, device: str, bindings: list[str],
+                 build_dir: Path, log_output: bool = False) -> NotebookRun:
+    """Convert, execute and check one notebook; record and return what happened (never raises for its errors)."""
+    import jupytext
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    name = source.stem
+    converted = build_dir / profile / f"{name}.ipynb"
+    executed = build_dir / profile / "executed" / f"{name}.ipynb"
+    run = NotebookRun(name, "failed", profile=profile, output_dir=str(output_dir), bindings=bindings, device=device,
+                      source_sha=source_sha(source))
+    # A claims.csv left by an earlier run must not pass for this run's.
+    run.claims_path.unlink(missing_ok=True)
+    executed.unlink(missing_ok=True)
+    start = time.perf_counter()
+    try:
+        notebook = jupytext.read(source)
+        # A .py carries no kernel; name the one papermill is to start so the .ipynb stands on its own.
+        notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, converted)
+        papermill.execute_notebook(
+            str(converted), str(executed), kernel_name=KERNEL, cwd=str(REPO_ROOT), log_output=log_output,
+            parameters=dict(profile=profile, bindings=bindings, output_dir=str(output_dir), root=str(root), device=device))
+        read_claims(run.claims_path)
+        run.status = "succeeded"
+    except PapermillExecutionError as err:
+        run.reason = _cell_error(err, notebook, source)
+    except ClaimsError as err:
+        run.reason = str(err)
+    except Exception as err:  # a dead kernel, a notebook jupytext cannot read, ...: recorded, not raised
+        run.reason = f"{type(err).__name__}: {err}"
+    run.wall_s = time.perf_counter() - start
+    run.finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    run.executed = str(executed) if executed.exists() else ""
+    run.save(record_path(build_dir, profile, name))
+    return run
+
+
+def collect_runs(sources: dict[str, Path], profile: str, build_dir: Path | str | None = None) -> list[NotebookRun]:
+    """Each notebook's last recorded run on this profile, or a 'not run' entry where there is none."""
+    runs = []
+    for name, source in sources.items():
+        path = record_path(build_dir or BUILD_DIR, profile, name)
+        if not path.exists():
+            runs.append(NotebookRun(name, "not run", reason=f"not executed yet on profile {profile}", profile=profile))
+            continue
+        run = NotebookRun.load(path)
+        if run.source_sha != source_sha(source):
+            run.reason = f"{run.reason}\nthe notebook has been edited since this run".strip()
+        runs.append(run)
+    return runs
+
+
+def _cell_error(err, notebook, source: Path) -> str:
+    """'cell N of x.py: Error: message', N counting the `# %%` cells of the source (papermill adds one)."""
+    number = next((i for i, cell in enumerate(notebook.cells, 1) if cell.source == err.source), None)
+    where = f"cell {number} of {source.name}" if number else f"cell {err.cell_index} of the executed notebook"
+    first_line = next((line for line in err.source.splitlines() if line.strip()), "")
+    return f"{where} ({first_line.strip()[:80]}): {err.ename}: {_strip_ansi(err.evalue)}"
+
+
+def _check_kernel() -> None:
+    """Make sure the kernel papermill starts is this interpreter (the venv's), not some other python3."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    # Kernel specs installed in this environment win over a user-wide python3 spec in ~/.local.
+    os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
+    spec = KernelSpecManager().get_kernel_spec(KERNEL)
+    command = spec.argv[0]
+    # jupyter_client swaps these generic names for sys.executable when it launches the kernel.
+    generic = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    if command not in generic and Path(command).absolute() != Path(sys.executable).absolute():
+        raise RuntimeError(f"the {KERNEL!r} Jupyter kernel found in {spec.resource_dir} runs {command}, not this "
+                           f"environment's {sys.executable}: remove that kernel spec (JUPYTER_PATH?) or run "
+                           f"`{sys.executable} -m ipykernel install --sys-prefix`")
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lth.batch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=PROFILES, default="quick", help="smoke, quick (default) or paper")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (names without .py)")
+    parser.add_argument("--output-dir", help="figures, tables and claims (default figures)")
+    parser.add_argument("--root", help="result store (default runs)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    parser.add_argument("-b", "--binding", action="append", default=[], help="a gin binding for every notebook")
+    parser.add_argument("--build-dir", help="converted and executed notebooks (default build/notebooks)")
+    parser.add_argument("--report-dir", help="where index.html goes (default report)")
+    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' cell outputs")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the last runs; execute nothing")
+    args = parser.parse_args(argv)
+    # A path given on the command line is relative to where the caller stands; the defaults are the repo's.
+    output_dir, root, build_dir, report_dir = (
+        Path(given).absolute() if given else default for given, default in (
+            (args.output_dir, REPO_ROOT / "figures"), (args.root, REPO_ROOT / "runs"),
+            (args.build_dir, BUILD_DIR), (args.report_dir, REPORT_DIR)))
+    if args.log_output:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill logs cell outputs at INFO
+
+    if args.report_only:
+        report = build_report(collect_runs(notebook_sources(), args.profile, build_dir), args.profile, report_dir)
+        print(f"report: {report}")
+        return 0
+    try:
+        runs, report = run_batch(args.profile, only=args.only, output_dir=output_dir, root=root, device=args.device,
+                                 bindings=args.binding, build_dir=build_dir, report_dir=report_dir,
+                                 log_output=args.log_output)
+    except (ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failed = [run for run in runs if run.status != "succeeded"]
+    print(f"\n{len(runs) - len(failed)} of {len(runs)} notebooks succeeded on profile {args.profile}")
+    for run in failed:
+        print(f"  FAILED {run.name}: {run.reason}\n    executed notebook: {run.executed or 'none'}")
+    print(f"report: {report}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

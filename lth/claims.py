@@ -1,0 +1,348 @@
+"""Frankle & Carbin's claims as data. Each claim quotes the paper (reference/papers.md §1b), says
+how we measure it, and gets its verdict from our per-network results: never typed in.
+
+A claim's `measure` takes a per-network frame (`lth.analysis.per_network`, one or several
+experiments told apart by its `experiment` column) and returns our value in the claim's unit, or
+(value, where) to say at which density it was found. It raises `MissingData` when the results
+cannot answer the claim (a density the run never reached), which becomes the verdict "not run".
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import pandas as pd
+
+TICKET, REINIT = "none", "reinit"
+COLUMNS = ["figure", "claim", "paper", "ours", "verdict", "detail"]
+VERDICTS = ("reproduced", "partly", "not reproduced", "not run")
+
+# A level answers for a density the paper names when its realised density is within 5% (relative)
+# of it: neighbouring levels of the paper's ladders are >= 10% apart, so at most one level matches.
+DENSITY_TOLERANCE = 0.05
+
+# Verdict thresholds, all in one place: (rule for "reproduced", rule for "partly"); anything else is
+# "not reproduced". "Reproduced" asks for half the paper's effect, not all of it: the quick profiles
+# train fewer trials for fewer iterations, so effects are noisier and often smaller, and half still
+# shows the effect with its sign and order of magnitude. "Partly" means the effect points the
+# paper's way; for accuracy gains near zero it means within noise (0.1 pp ~ 10 of 10,000 test images).
+THRESHOLDS = {
+    "lenet_early_stop_21": ((">=", 19.0), (">", 0.0)),     # paper 38 % earlier
+    "lenet_accuracy_13": ((">=", 0.15), (">", -0.1)),      # paper > 0.3 pp
+    "lenet_reinit_21": ((">=", 0.25), (">", 0.0)),         # paper +0.5 pp
+    "lenet_final_accuracy": ((">=", 0.175), (">", 0.0)),   # paper +0.35 pp
+    "lenet_one_shot": ((">", 0.0), (">", -0.2)),           # paper: iterative ahead (no number)
+    "lenet_faster_51": ((">=", 5.0), (">", 0.0)),          # paper: faster (no number); 5 % clears
+    "lenet_faster_21": ((">=", 5.0), (">", 0.0)),          # the 100-iteration evaluation grid's jitter
+    "conv2_accuracy": ((">=", 1.7), (">", 0.0)),           # paper +3.4 pp
+    "conv4_accuracy": ((">=", 1.75), (">", 0.0)),          # paper +3.5 pp
+    "conv6_accuracy": ((">=", 1.65), (">", 0.0)),          # paper +3.3 pp
+    "conv2_early_stop": ((">=", 1.75), (">", 1.0)),        # paper 3.5x faster; "partly" = faster at all
+    "conv4_early_stop": ((">=", 1.75), (">", 1.0)),        # paper 3.5x
+    "conv6_early_stop": ((">=", 1.25), (">", 1.0)),        # paper 2.5x
+}
+_RULES = {">=": operator.ge, ">": operator.gt}
+
+Threshold = tuple[str, float]
+Measured = float | tuple[float, str] | None
+
+
+class MissingData(LookupError):
+    """The results cannot answer a claim (e.g. the density it names was never reached)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    figure: str                      # e.g. "Figure 4a"
+    quote: str                       # the paper's words
+    paper_value: float
+    unit: str                        # "%", "pp" or "x"
+    paper_text: str                  # the paper column, {v} = the value: e.g. "{v} at Pm=21%"
+    method: str                      # what "ours" is, in words
+    measure: Callable[[pd.DataFrame], Measured]
+    experiment: str | None = None    # only this experiment's rows (None: the whole frame)
+
+    @property
+    def reproduced(self) -> Threshold:
+        return THRESHOLDS[self.id][0]
+
+    @property
+    def partly(self) -> Threshold:
+        return THRESHOLDS[self.id][1]
+
+    def verdict(self, value: float) -> str:
+        if _holds(self.reproduced, value):
+            return "reproduced"
+        return "partly" if _holds(self.partly, value) else "not reproduced"
+
+    def rule_text(self) -> str:
+        return (f"reproduced if {_rule_text(self.reproduced, self.unit)}, "
+                f"partly if {_rule_text(self.partly, self.unit)}")
+
+
+def _holds(threshold: Threshold, value: float) -> bool:
+    rule, limit = threshold
+    return bool(_RULES[rule](value, limit))
+
+
+def _rule_text(threshold: Threshold, unit: str) -> str:
+    rule, limit = threshold
+    return f"{'≥' if rule == '>=' else '>'} {limit:g}{'x' if unit == 'x' else ' ' + unit}"
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit == "pp":
+        return f"{value:+.2f} pp"
+    if unit == "x":
+        return f"{value:.2f}x"
+    return f"{value:.1f} %"
+
+
+# ---- reading per-network frames --------------------------------------------------------------
+
+def combine(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One frame from several experiments' per-network frames, told apart by `experiment` = the key
+    (e.g. {"iterative": ..., "one_shot": ...}: both runs share the recipe's experiment name)."""
+    parts = [frame.assign(experiment=name) for name, frame in frames.items() if not frame.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def level_densities(networks: pd.DataFrame) -> pd.Series:
+    """Percent of weights remaining per level (the tickets' realised density)."""
+    tickets = networks[networks.control == TICKET]
+    return 100 * tickets.groupby("level")["density"].mean()
+
+
+def nearest_level(networks: pd.DataFrame, percent: float, tolerance: float = DENSITY_TOLERANCE) -> int:
+    """The level whose realised density is nearest `percent`; MissingData if none is within tolerance."""
+    densities = level_densities(networks)
+    if densities.empty:
+        raise MissingData("no winning tickets in the results")
+    distance = (densities - percent).abs()
+    level = int(distance.idxmin())
+    if distance[level] > tolerance * percent:
+        have = ", ".join(f"{d:.1f}" for d in densities)
+        raise MissingData(f"no level near {percent:g}% of weights remaining (the run has {have} %)")
+    return level
+
+
+def mean_at(networks: pd.DataFrame, level: int, column: str, control: str = TICKET) -> float:
+    rows = networks[(networks.level == level) & (networks.control == control)]
+    if rows.empty:
+        raise MissingData(f"no {control if control != TICKET else 'ticket'} networks at level {level}")
+    return float(rows[column].mean())
+
+
+def _dense(networks: pd.DataFrame, column: str) -> float:
+    return mean_at(networks, nearest_level(networks, 100.0), column)
+
+
+def _pruned_levels(networks: pd.DataFrame) -> pd.Series:
+    densities = level_densities(networks)
+    pruned = densities[densities < 100 * (1 - DENSITY_TOLERANCE)]
+    if pruned.empty:
+        raise MissingData("the run has no pruned level")
+    return pruned
+
+
+# ---- measures ----------------------------------------------------------------------------------
+
+def early_stop_drop(percent: float, reference: float = 100.0):
+    """How much earlier (in % of the reference's early-stop iteration) tickets at `percent` stop."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        at, ref = nearest_level(networks, percent), nearest_level(networks, reference)
+        es_at = mean_at(networks, at, "early_stop_iteration")
+        es_ref = mean_at(networks, ref, "early_stop_iteration")
+        if es_ref == 0:
+            raise MissingData(f"the {reference:g}% tickets stop at iteration 0 (never improved)")
+        where = f"early stop at {es_at:.0f} vs {es_ref:.0f} iterations"
+        return 100 * (1 - es_at / es_ref), where
+    return measure
+
+
+def accuracy_gain(percent: float, column: str = "early_stop_test_accuracy"):
+    """Tickets at `percent` minus the dense network, in percentage points."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        at = mean_at(networks, nearest_level(networks, percent), column)
+        dense = _dense(networks, column)
+        return 100 * (at - dense), f"{100 * at:.2f} % vs dense {100 * dense:.2f} %"
+    return measure
+
+
+def ticket_minus_reinit(percent: float, column: str = "early_stop_test_accuracy"):
+    def measure(networks: pd.DataFrame) -> Measured:
+        level = nearest_level(networks, percent)
+        ticket, reinit = mean_at(networks, level, column), mean_at(networks, level, column, REINIT)
+        return 100 * (ticket - reinit), f"ticket {100 * ticket:.2f} % vs reinit {100 * reinit:.2f} %"
+    return measure
+
+
+def best_accuracy_gain(column: str):
+    """The largest gain over the dense network of any pruned level's tickets, in pp."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        dense = _dense(networks, column)
+        pruned = _pruned_levels(networks)
+        gains = pd.Series({level: 100 * (mean_at(networks, level, column) - dense) for level in pruned.index})
+        best = gains.idxmax()
+        return float(gains[best]), (f"largest at {pruned[best]:.1f}% remaining "
+                                    f"(levels down to {pruned.min():.1f}%)")
+    return measure
+
+
+def best_early_stop_speedup(networks: pd.DataFrame) -> Measured:
+    """The largest factor by which a pruned level's tickets stop earlier than the dense network."""
+    dense = _dense(networks, "early_stop_iteration")
+    pruned = _pruned_levels(networks)
+    stops = pd.Series({level: mean_at(networks, level, "early_stop_iteration") for level in pruned.index})
+    stops = stops[stops > 0]  # a network at its best at iteration 0 never learned: no speed to compare
+    if stops.empty:
+        raise MissingData("every pruned level stops at iteration 0")
+    speedups = dense / stops
+    best = speedups.idxmax()
+    return float(speedups[best]), (f"largest at {pruned[best]:.1f}% remaining "
+                                   f"(levels down to {pruned.min():.1f}%)")
+
+
+def iterative_minus_one_shot(networks: pd.DataFrame) -> Measured:
+    """Ticket test accuracy at early stop, iterative minus one-shot, at the smallest density both
+    reached (`experiment` = "iterative" / "one_shot", see `combine`)."""
+    runs = {name: networks[networks.experiment == name] for name in ("iterative", "one_shot")}
+    for name, frame in runs.items():
+        if frame.empty:
+            raise MissingData(f"no {name} results")
+    iterative = _pruned_levels(runs["iterative"])
+    one_shot = level_densities(runs["one_shot"])
+    common = [(d, level) for level, d in iterative.items()
+              if ((one_shot - d).abs() <= DENSITY_TOLERANCE * d).any()]
+    if not common:
+        raise MissingData("iterative and one-shot runs share no pruned density")
+    percent, level = min(common)
+    ours = mean_at(runs["iterative"], level, "early_stop_test_accuracy")
+    theirs = mean_at(runs["one_shot"], nearest_level(runs["one_shot"], percent), "early_stop_test_accuracy")
+    return 100 * (ours - theirs), f"at {percent:.1f}% remaining: {100 * ours:.2f} % vs {100 * theirs:.2f} %"
+
+
+# ---- the claims --------------------------------------------------------------------------------
+
+_EARLY_STOP = Claim(
+    "lenet_early_stop_21", "Figure 4a",
+    "From 100%→21% Pm, the early-stop iteration drops by up to 38% (at 21%).",
+    38.0, "%", "{v} earlier at Pm=21%",
+    "1 − early-stop iteration at 21.1% / at 100%, tickets, mean over trials",
+    early_stop_drop(21.1))
+_ACCURACY = Claim(
+    "lenet_accuracy_13", "Figure 4a",
+    "Test accuracy (at early stop) up >0.3 pp at Pm=13.5%.",
+    0.3, "pp", "> {v} at Pm=13.5%",
+    "test accuracy at early stop, tickets at 13.5% minus dense, mean over trials",
+    accuracy_gain(13.5))
+_REINIT = Claim(
+    "lenet_reinit_21", "Figure 4a",
+    "At Pm=21%, tickets reach min val loss 2.51× faster and are +0.5 pp more accurate than reinit.",
+    0.5, "pp", "{v} at Pm=21%",
+    "test accuracy at early stop at 21.1%, tickets minus random reinit, mean over runs",
+    ticket_minus_reinit(21.1))
+_FINAL = Claim(
+    "lenet_final_accuracy", "Figure 4b",
+    "Tickets up to +0.35 pp test accuracy (at the end of training, iteration 50K).",
+    0.35, "pp", "up to {v}",
+    "test accuracy at the end of training, best pruned level minus dense, mean over trials",
+    best_accuracy_gain("final_test_accuracy"))
+_ONE_SHOT = Claim(
+    "lenet_one_shot", "Figure 4c",
+    "Iterative pruning beats one-shot at small sizes.",
+    0.0, "pp", "> {v} (iterative ahead; no number given)",
+    "test accuracy at early stop, iterative minus one-shot tickets, smallest common density",
+    iterative_minus_one_shot)
+_FASTER_51 = Claim(
+    "lenet_faster_51", "Figure 3",
+    "At Pm=51.3% the ticket learns faster than the dense net ...",
+    0.0, "%", "> {v} (faster; no number given)",
+    "1 − early-stop iteration at 51.3% / at 100%, tickets, mean over trials",
+    early_stop_drop(51.3))
+_FASTER_21 = Claim(
+    "lenet_faster_21", "Figure 3",
+    "... but slower than at Pm=21.1%.",
+    0.0, "%", "> {v} (faster at 21.1%; no number given)",
+    "1 − early-stop iteration at 21.1% / at 51.3%, tickets, mean over trials",
+    early_stop_drop(21.1, reference=51.3))
+
+LENET_ITERATIVE = [_EARLY_STOP, _ACCURACY, _REINIT, _FINAL]
+LENET_CURVES = [_FASTER_51, _FASTER_21]
+LENET_ONE_SHOT = [_ONE_SHOT]
+
+
+def _conv_claims(name: str, gain: float, gain_at: str, speedup: float, speedup_at: str) -> list[Claim]:
+    recipe = f"lth_{name.lower().replace('-', '')}"
+    key = recipe.removeprefix("lth_")
+    return [
+        Claim(f"{key}_accuracy", "Figure 5",
+              f"Test accuracy up to +{gain} pp ({name} at {gain_at}).",
+              gain, "pp", f"up to {{v}} at Pm={gain_at}",
+              "test accuracy at early stop, best pruned level minus dense, mean over trials",
+              best_accuracy_gain("early_stop_test_accuracy"), experiment=recipe),
+        Claim(f"{key}_early_stop", "Figure 5",
+              f"Early stop up to {speedup}× faster ({name} at Pm {speedup_at}).",
+              speedup, "x", f"up to {{v}} at Pm={speedup_at}",
+              "dense early-stop iteration / a pruned level's, best level, tickets, mean over trials",
+              best_early_stop_speedup, experiment=recipe),
+    ]
+
+
+CONV = [*_conv_claims("Conv-2", 3.4, "4.6%", 3.5, "8.8%"),
+        *_conv_claims("Conv-4", 3.5, "11.1%", 3.5, "9.2%"),
+        *_conv_claims("Conv-6", 3.3, "26.4%", 2.5, "15.1%")]
+
+
+# ---- verdicts ----------------------------------------------------------------------------------
+
+def evaluate(claims: list[Claim], networks: pd.DataFrame | Mapping[str, pd.DataFrame], *,
+             reason: str | Mapping[str, str] = "", context: str = "") -> pd.DataFrame:
+    """The claims table: figure, claim, paper, ours, verdict, detail.
+
+    `reason` says why an experiment did not run (one text for all claims, or per experiment name);
+    its claims are "not run" with that reason. `context` (data set, profile) starts every detail."""
+    if isinstance(networks, Mapping):
+        networks = combine(networks)
+    rows = []
+    for claim in claims:
+        why = reason.get(claim.experiment, "") if isinstance(reason, Mapping) else reason
+        why = " ".join(why.split())  # one line per claim, also in the CSV
+        ours, verdict, detail = "", "not run", why
+        if not why:
+            try:
+                value, where = _measure(claim, networks)
+            except MissingData as missing:
+                detail = str(missing)
+            else:
+                ours, verdict = format_value(value, claim.unit), claim.verdict(value)
+                detail = f"{claim.method}; {where}; {claim.rule_text()}" if where else \
+                    f"{claim.method}; {claim.rule_text()}"
+        prefix = "; ".join(part for part in (context, claim.experiment and f"experiment {claim.experiment}") if part)
+        rows.append({
+            "figure": claim.figure, "claim": claim.quote,
+            "paper": claim.paper_text.format(v=format_value(claim.paper_value, claim.unit)),
+            "ours": ours, "verdict": verdict,
+            "detail": f"{prefix}: {detail}" if prefix else detail,
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _measure(claim: Claim, networks: pd.DataFrame) -> tuple[float, str]:
+    if networks.empty or "experiment" not in networks:
+        raise MissingData("no results")
+    if claim.experiment is not None:
+        networks = networks[networks.experiment == claim.experiment]
+        if networks.empty:
+            raise MissingData(f"no results for {claim.experiment}")
+    measured = claim.measure(networks)
+    if measured is None:
+        raise MissingData("the results cannot answer this claim")
+    value, where = measured if isinstance(measured, tuple) else (measured, "")
+    if not math.isfinite(value):
+        raise MissingData(f"not a finite value ({value})")
+    return float(value), where

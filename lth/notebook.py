@@ -1,0 +1,128 @@
+"""What the notebooks call, so that they stay thin: run (or reuse) an experiment, say what ran,
+and put figures and tables in one folder per profile and notebook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+ONE_SHOT = "ImpConfig.strategy = 'one_shot'"
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+                 "cifar100": "CIFAR-100", "synthetic": "synthetic data"}
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Relative paths are taken from the repo root, so a notebook opened from notebooks/ and one run
+    by papermill from the repo root read and write the same places."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO / path
+
+
+def output_folder(output_dir: str | Path, notebook_name: str, profile: str) -> Path:
+    """`<output_dir>/<profile>/<notebook_name>/`, created."""
+    folder = resolve_path(output_dir) / profile / notebook_name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def as_bindings(bindings: str | Sequence[str] | None) -> list[str]:
+    """papermill's `-p bindings "..."` passes one string; a list is what we mean."""
+    if not bindings:
+        return []
+    return [bindings] if isinstance(bindings, str) else list(bindings)
+
+
+@dataclass
+class Outcome:
+    """One experiment as a notebook sees it: its results, or why there are none."""
+    ran: bool
+    reason: str                 # why it did not run ("" when it ran)
+    dataset: str
+    experiment: str
+    metrics: pd.DataFrame
+    networks: pd.DataFrame      # lth.analysis.per_network(metrics)
+    run_path: Path | None
+    profile: str
+    config_text: str            # the operative gin config
+    trials: int = 0
+    iterations: int | str = ""  # per run
+
+    @property
+    def dataset_name(self) -> str:
+        return DATASET_NAMES.get(self.dataset, self.dataset)
+
+    @property
+    def context(self) -> str:
+        """One line for titles and claim details: data set, profile, trials, iterations."""
+        return (f"{self.dataset_name}, {self.profile} profile: {self.trials} trial{'s' * (self.trials != 1)} "
+                f"× {_count(self.iterations)} iterations")
+
+    def describe(self) -> str:
+        """Markdown: what ran, or why not."""
+        if not self.ran:
+            return (f"**`{self.experiment}` did not run** ({self.profile} profile, data set "
+                    f"{self.dataset_name}). Its figures are skipped and its claims are marked "
+                    f"*not run*.\n\n```text\n{self.reason}\n```")
+        levels = sorted(self.networks.level.unique()) if not self.networks.empty else []
+        tickets = self.networks[self.networks.control == "none"]
+        lowest = 100 * tickets.density.min() if not tickets.empty else float("nan")
+        controls = ", ".join(sorted(set(self.networks.control) - {"none"})) or "none"
+        note = "" if self.profile == "paper" else (
+            f" The **{self.profile}** profile is smaller than the paper's protocol (5 trials, full "
+            f"training): its numbers indicate, they do not settle.")
+        return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: "
+                f"{self.trials} trial{'s' * (self.trials != 1)}, {_count(self.iterations)} iterations per run, "
+                f"{len(levels)} levels (100% → {lowest:.1f}% of weights remaining), controls: {controls}. "
+                f"Results in `{self.run_path}`.{note}")
+
+
+def _count(iterations: int | str) -> str:
+    if isinstance(iterations, str) and iterations.endswith("it") and iterations[:-2].isdigit():
+        iterations = int(iterations[:-2])  # a run that never started has only its config's '40it'
+    return f"{iterations:,}" if isinstance(iterations, int) else str(iterations)
+
+
+def run_experiment(config: str, profile: str, bindings: str | Sequence[str] = (), root: str | Path = "runs",
+                   device: str = "auto") -> Outcome:
+    """Load the gin recipe, profile and bindings, then run the experiment (finished levels are
+    reused from the store, so notebooks sharing an experiment compute it once). A missing data
+    set is not an error here: the Outcome says so, and the notebook reports it."""
+    from lth import analysis
+    from lth.config import load
+    from lth.data import DatasetNotFound
+    from lth.imp import Experiment, ImpConfig, operative_config
+    from lth.training import TrainConfig
+
+    load([config], profile=profile, bindings=as_bindings(bindings))
+    imp, train = ImpConfig(), TrainConfig()
+    common = {"dataset": imp.dataset, "experiment": imp.experiment, "profile": profile,
+              "config_text": operative_config(imp, train), "trials": imp.trials}
+    try:
+        experiment = Experiment(imp, train, root=resolve_path(root), device=device)
+    except DatasetNotFound as missing:
+        empty = pd.DataFrame()
+        return Outcome(ran=False, reason=str(missing), metrics=empty, networks=analysis.per_network(empty),
+                       run_path=None, iterations=train.iterations, **common)
+    metrics = experiment.run_all()
+    return Outcome(ran=True, reason="", metrics=metrics, networks=analysis.per_network(metrics),
+                   run_path=experiment.run.path, iterations=experiment.steps.total, **common)
+
+
+def level_tables(outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
+    """The per-level tables (lth.analysis.level_table) of the outcomes that ran, keyed by name."""
+    from lth.analysis import level_table
+    tables = [level_table(o.metrics).assign(experiment=name) for name, o in outcomes.items() if o.ran]
+    if not tables:
+        return pd.DataFrame()
+    table = pd.concat(tables, ignore_index=True)
+    return table[["experiment", *table.columns.drop("experiment")]]
+
+
+def save_table(table: pd.DataFrame, folder: str | Path, name: str) -> Path:
+    path = Path(folder) / f"{name}.csv"
+    table.to_csv(path, index=False, float_format="%.6g")
+    return path

@@ -1,0 +1,58 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Frankle & Carbin 2019, Figure 3: LeNet-300-100 test accuracy over training
+#
+# Test accuracy of winning tickets as training proceeds, at a few percents of weights remaining
+# (100, 51.3, 21.1, 7.0 and 3.6: those our run reaches), and the tickets at 51.3% and 7.0% against
+# their random reinitialisations (dashed), as in the paper. Same experiment as
+# `lth_lenet_iterative`: the result store computes it once.
+
+# %% tags=["parameters"]
+config = "lth_lenet300"  # gin recipe (name in gin/ or a path)
+profile = "quick"        # smoke | quick | paper
+bindings = []            # extra gin bindings (a list of strings)
+output_dir = "figures"   # figures and tables go to <output_dir>/<profile>/lth_lenet_curves/
+root = "runs"            # the result store (shared with the other LeNet notebooks)
+device = "auto"          # cpu, cuda or auto
+densities = [100, 51.3, 21.1, 7.0, 3.6]  # percent of weights remaining to draw (nearest level)
+
+# %%
+from IPython.display import Markdown, display
+
+from lth import claims, figures
+from lth.notebook import output_folder, run_experiment, save_table
+
+outcome = run_experiment(config, profile, bindings, root=root, device=device)
+folder = output_folder(output_dir, "lth_lenet_curves", profile)
+display(Markdown(outcome.describe()))
+
+# %% [markdown]
+# ## Figure 3: test accuracy over training iterations
+
+# %%
+if outcome.ran:
+    fig, curves = figures.curves_figure(outcome.metrics, densities,
+                                        f"Figure 3 rebuilt: LeNet-300-100, iterative pruning\n{outcome.context}")
+    figures.save(fig, folder, "figure_3")
+    save_table(curves, folder, "curves")
+    drawn = ", ".join(f"{p:.1f}" for p in sorted(curves["remaining_%"].unique(), reverse=True))
+    display(Markdown(f"Percent of weights remaining drawn: {drawn}."))
+
+# %% [markdown]
+# ## The paper's claims, judged on our results
+#
+# The paper reads learning speed off these curves; we measure it as the early-stop iteration.
+
+# %%
+verdicts = claims.evaluate(claims.LENET_CURVES, outcome.networks, reason=outcome.reason, context=outcome.context)
+save_table(verdicts, folder, "claims")
+verdicts

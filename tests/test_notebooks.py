@@ -1,0 +1,51 @@
+"""Every notebook in notebooks/ runs end to end on the smoke profile through lth.batch, and the report lists it."""
+
+import pytest
+
+from lth import batch
+from lth.report import build_report
+
+NOTEBOOKS = list(batch.notebook_sources())
+
+
+class SmokeRuns:
+    """Executes each notebook at most once per test session, into one temporary workspace."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.output_dir, self.build_dir = folder / "figures", folder / "build"
+        self.runs = {}
+
+    def run(self, name):
+        if name not in self.runs:
+            # One result store for all: notebooks sharing an experiment reuse its finished levels.
+            runs, _ = batch.run_batch("smoke", only=[name], output_dir=self.output_dir, root=self.folder / "runs",
+                                      device="cpu", build_dir=self.build_dir, report_dir=self.folder / "report")
+            self.runs[name] = runs[0]
+        return self.runs[name]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return SmokeRuns(tmp_path_factory.mktemp("notebooks"))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_on_smoke(smoke, name):
+    run = smoke.run(name)
+    assert run.status == "succeeded", f"{name}: {run.reason}\nexecuted notebook: {run.executed}"
+    folder = smoke.output_dir / "smoke" / name
+    assert (folder / "claims.csv").exists()
+    assert list(folder.glob("*.png")), f"{name} wrote no PNG in {folder}"
+    assert list(folder.glob("*.svg")), f"{name} wrote no SVG in {folder}"
+
+
+def test_report_contains_every_notebook(smoke):
+    for name in NOTEBOOKS:
+        smoke.run(name)
+    runs = batch.collect_runs(batch.notebook_sources(), "smoke", smoke.build_dir)
+    html = build_report(runs, "smoke", smoke.folder / "report").read_text()
+    for name in NOTEBOOKS:
+        section = f'<section class="notebook" id="nb-{name}">'
+        assert section in html, f"no section for {name}"
+        assert '<span class="status succeeded">' in html[html.index(section):][:600], f"{name} not 'succeeded'"
