@@ -19,7 +19,7 @@ for run in pathlib.Path(sys.argv[1]).glob("*/*"):
     done = sorted(p.name for p in (run / "done").glob("level_*"))
     keep = {f"{k}.pt" for k in done[:1] + done[-1:]}
     for ckpt in (run / "checkpoints").glob("*.pt"):
-        if ckpt.name not in keep and not ckpt.name.endswith("_progress.pt"):
+        if ckpt.name not in keep:  # progress checkpoints too: a cut level restarts
             ckpt.unlink()
 PY
 tar czf - -C $root . | split -b 15m - "$OUT/$name.tgz.part-"
