@@ -104,7 +104,9 @@ def build_report(runs: Sequence[NotebookRun], profile: str, report_dir: Path | s
 
 def _header(profile: str) -> str:
     commit, dirty = _git_commit()
-    commit_text = f"<code>{_e(commit[:12])}</code>" + (" with uncommitted changes" if dirty else "") if commit else "unknown"
+    commit_text = "unknown"
+    if commit:
+        commit_text = f"<code>{_e(commit[:12])}</code>" + (" with uncommitted changes" if dirty else "")
     facts = {
         "Profile": f"<b>{_e(profile)}</b>" + (f" — {_e(note)}" if (note := _profile_note(profile)) else ""),
         "Generated": _e(dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),

@@ -288,7 +288,12 @@ def _dist_version(name: str) -> str | None:
 
 
 def _git_state(directory: Path) -> dict:
-    """Commit and dirtiness of the repo holding `directory`; both None when that cannot be told."""
+    """Commit and dirtiness of the repo holding `directory`; both None when that cannot be told.
+
+    LTH_GIT_COMMIT names the commit where the code runs from a copy of the tree that is no repo
+    (a lent GPU machine)."""
+    if os.environ.get("LTH_GIT_COMMIT"):
+        return {"git_commit": os.environ["LTH_GIT_COMMIT"], "git_dirty": None}
 
     def git(*args: str) -> str:
         return subprocess.run(

@@ -48,7 +48,7 @@ class TrainConfig:
     warmup: str | int = 0
     eval_every: str | int = 100
     eval_batch_size: int = 10000
-    checkpoint_every: str | int = 1000
+    checkpoint_every: str | int = 5000  # a checkpoint holds every network's weights and moments: not too often
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
