@@ -1,0 +1,193 @@
+"""Training throughput, side by side in one process on one device: the conventional loop against lth.
+
+(a) conventional: a torchvision-style data set with per-sample ToTensor/Normalize transforms, a
+    DataLoader (shuffle, 4 workers), one network, masks re-applied after every step: the way most
+    LTH code trains;
+(b) lth with one network (a stack of M=1);
+(c) lth with M networks stacked, M in --stacks.
+
+LeNet-300-100 on real MNIST (batch 60); Conv-2 (batch 60) and ResNet-20 (batch 128, SGD) on
+CIFAR-shaped synthetic data. Prints a markdown table and writes it (plus JSON) to --out.
+
+    python benchmarks/throughput.py --out benchmarks/results/h100      # on a GPU
+    python benchmarks/throughput.py --quick --device cpu               # a few steps, to check it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from lth.data import load_splits
+from lth.engine import NetworkStack
+from lth.models import build_model, prunable_weights
+from lth.training import TrainConfig, TrainStep, make_optimizer, use_cuda_graphs
+
+WORKLOADS = {  # model, data set, batch, optimizer, learning rate
+    "lenet300": ("lenet300", "mnist", 60, "adam", 1.2e-3),
+    "conv2": ("conv2", "cifar_synthetic", 60, "adam", 2e-4),
+    "resnet20": ("resnet20", "cifar_synthetic", 128, "sgd", 0.1),
+}
+
+
+class ImageDataset(Dataset):
+    """uint8 HWC images transformed per sample, as torchvision's ToTensor + Normalize do."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean, std):
+        self.images, self.labels = images, labels
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(self.images[i]).permute(2, 0, 1).float().div(255)
+        return (x - self.mean) / self.std, int(self.labels[i])
+
+
+def conventional_dataset(name: str) -> Dataset:
+    if name == "mnist":
+        from torchvision import datasets, transforms
+        from lth.data import data_roots
+        root = _decompressed_mnist(data_roots())
+        return datasets.MNIST(root, train=True, download=False, transform=transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]))
+    rng = np.random.default_rng(0)
+    return ImageDataset(rng.integers(0, 256, (50000, 32, 32, 3), dtype=np.uint8),
+                        rng.integers(0, 10, 50000), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+
+
+def _decompressed_mnist(roots) -> str:
+    """torchvision reads the decompressed IDX files; the offline copies are gzipped."""
+    import gzip
+    import shutil
+    import tempfile
+    source = next(r for r in roots if (r / "MNIST" / "raw").exists()) / "MNIST" / "raw"
+    target = Path(tempfile.mkdtemp()) / "MNIST" / "raw"
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.suffix == ".gz":
+            with gzip.open(path) as src, open(target / path.stem, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        else:
+            shutil.copy(path, target / path.name)
+    return str(target.parents[1])
+
+
+def time_conventional(workload: str, device: torch.device, steps: int) -> float:
+    model_name, data_name, batch, opt_name, lr = WORKLOADS[workload]
+    dataset = conventional_dataset(data_name)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=4, drop_last=True,
+                        pin_memory=device.type == "cuda", persistent_workers=True)
+    shape = (1, 28, 28) if data_name == "mnist" else (3, 32, 32)
+    model = build_model(model_name, shape, 10, seed=0).to(device)
+    masks = {n: (torch.rand_like(p) < 0.5).float() for n, p in model.named_parameters()
+             if n in prunable_weights(model)}
+    params = dict(model.named_parameters())
+    optimizer = (torch.optim.Adam(model.parameters(), lr=lr) if opt_name == "adam"
+                 else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4))
+
+    def run(n):
+        done = 0
+        while True:
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    for name, mask in masks.items():
+                        params[name].mul_(mask)
+                done += 1
+                if done == n:
+                    return
+
+    run(min(50, steps))  # warm up the workers and kernels
+    _sync(device)
+    start = time.perf_counter()
+    run(steps)
+    _sync(device)
+    return steps / (time.perf_counter() - start)
+
+
+def time_lth(workload: str, device: torch.device, stack_size: int, steps: int) -> tuple[float, float]:
+    """(steps per second, peak device memory in GiB) for a stack of ``stack_size`` networks."""
+    model_name, data_name, batch, opt_name, lr = WORKLOADS[workload]
+    data = (load_splits("mnist") if data_name == "mnist" else
+            load_splits("synthetic", synthetic_shape=(3, 32, 32), synthetic_sizes=(45000, 5000, 10000))).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    stack = NetworkStack.build(lambda s: build_model(model_name, data.input_shape, 10, seed=s),
+                               list(range(stack_size)), device)
+    stack.set_masks({n: (torch.rand(m.shape, device=device) < 0.5).float() for n, m in stack.masks.items()})
+    cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9, weight_decay=1e-4 if opt_name == "sgd" else 0)
+    graphed = use_cuda_graphs(device)
+    step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg, graphed),
+                     list(range(stack_size)), batch, graphed)
+    for i in range(10):
+        step(i, lr)
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(10, 10 + steps):
+        step(i, lr)
+    _sync(device)
+    rate = steps / (time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return rate, peak
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--stacks", nargs="+", type=int, default=[1, 5, 20, 100])
+    parser.add_argument("--seconds", type=float, default=10.0, help="rough time per measurement")
+    parser.add_argument("--quick", action="store_true", help="a handful of steps: checks that it runs")
+    parser.add_argument("--out", type=Path, help="folder for results.md and results.json")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    rows = []
+    for workload in args.workloads:
+        probe = 5 if args.quick else 50
+        steps_for = lambda rate: probe if args.quick else max(probe, int(rate * args.seconds))
+        base = time_conventional(workload, device, probe)
+        base = time_conventional(workload, device, steps_for(base)) if not args.quick else base
+        rows.append(dict(workload=workload, method="conventional loop", networks=1, steps_per_s=base,
+                         network_its_per_s=base, peak_gib=float("nan"), ratio=1.0))
+        print(rows[-1], flush=True)
+        for m in args.stacks:
+            rate, _ = time_lth(workload, device, m, probe)
+            rate, peak = time_lth(workload, device, m, steps_for(rate))
+            rows.append(dict(workload=workload, method="lth" if m == 1 else "lth stacked", networks=m,
+                             steps_per_s=rate, network_its_per_s=rate * m, peak_gib=peak, ratio=rate * m / base))
+            print(rows[-1], flush=True)
+    header = (f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}; "
+              f"torch {torch.__version__}; CUDA graphs {'on' if use_cuda_graphs(device) else 'off'}")
+    table = [header, "", "| workload | method | networks | steps/s | network-it/s | peak GiB | vs conventional |",
+             "|---|---|---|---|---|---|---|"]
+    table += [f"| {r['workload']} | {r['method']} | {r['networks']} | {r['steps_per_s']:.0f} | "
+              f"{r['network_its_per_s']:.0f} | {r['peak_gib']:.2f} | {r['ratio']:.1f}x |" for r in rows]
+    print("\n".join(table))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.md").write_text("\n".join(table) + "\n")
+        (args.out / "results.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
