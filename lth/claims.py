@@ -228,27 +228,28 @@ def iterative_minus_one_shot(networks: pd.DataFrame) -> Measured:
 
 # ---- the claims --------------------------------------------------------------------------------
 
+_FIG3 = "At Pm=51.3% the ticket learns faster than the dense net but slower than at Pm=21.1%."
 _EARLY_STOP = Claim(
     "lenet_early_stop_21", "Figure 4a",
-    "From 100%→21% Pm, the early-stop iteration drops by up to 38% (at 21%).",
+    "Fig. 4a early stop: From 100%→21% Pm, the early-stop iteration drops by up to 38% (at 21%).",
     38.0, "%", "{v} earlier at Pm=21%",
     "1 − early-stop iteration at 21.1% / at 100%, tickets, mean over trials",
     early_stop_drop(21.1))
 _ACCURACY = Claim(
     "lenet_accuracy_13", "Figure 4a",
-    "Test accuracy (at early stop) up >0.3 pp at Pm=13.5%.",
+    "Fig. 4a test acc: Up >0.3 pp at Pm=13.5%.",
     0.3, "pp", "> {v} at Pm=13.5%",
     "test accuracy at early stop, tickets at 13.5% minus dense, mean over trials",
     accuracy_gain(13.5))
 _REINIT = Claim(
     "lenet_reinit_21", "Figure 4a",
-    "At Pm=21%, tickets reach min val loss 2.51× faster and are +0.5 pp more accurate than reinit.",
+    "Random reinit: At Pm=21%, tickets reach min val loss 2.51× faster and are +0.5 pp more accurate than reinit.",
     0.5, "pp", "{v} at Pm=21%",
     "test accuracy at early stop at 21.1%, tickets minus random reinit, mean over runs",
     ticket_minus_reinit(21.1))
 _FINAL = Claim(
     "lenet_final_accuracy", "Figure 4b",
-    "Tickets up to +0.35 pp test accuracy (at the end of training, iteration 50K).",
+    "Fig. 4b (iteration 50K): Tickets up to +0.35 pp test accuracy.",
     0.35, "pp", "up to {v}",
     "test accuracy at the end of training, best pruned level minus dense, mean over trials",
     best_accuracy_gain("final_test_accuracy"))
@@ -260,13 +261,13 @@ _ONE_SHOT = Claim(
     iterative_minus_one_shot)
 _FASTER_51 = Claim(
     "lenet_faster_51", "Figure 3",
-    "At Pm=51.3% the ticket learns faster than the dense net ...",
+    _FIG3,
     0.0, "%", "> {v} (faster; no number given)",
     "1 − early-stop iteration at 51.3% / at 100%, tickets, mean over trials",
     early_stop_drop(51.3))
 _FASTER_21 = Claim(
     "lenet_faster_21", "Figure 3",
-    "... but slower than at Pm=21.1%.",
+    _FIG3,
     0.0, "%", "> {v} (faster at 21.1%; no number given)",
     "1 − early-stop iteration at 21.1% / at 51.3%, tickets, mean over trials",
     early_stop_drop(21.1, reference=51.3))

@@ -239,6 +239,19 @@ def curves_figure(metrics: pd.DataFrame, densities: Sequence[float], title: str,
     return fig, curves.rename(columns=percent)[["level", "control", *percent.values(), "iteration", "runs"]]
 
 
+def not_run_figure(title: str, reasons: Sequence[str]):
+    """A figure that says why there is no data to draw, so the notebook's figure slot (and the
+    report) shows the reason instead of silently lacking the figure."""
+    fig, axes = subplots(1, width=8.0, height=2.4)
+    ax = axes[0][0]
+    ax.axis("off")
+    text = "\n".join(" ".join(reason.split()) for reason in reasons)
+    ax.text(0.5, 0.5, f"Not run: {text}\n(the notebook says where it looked)", ha="center", va="center",
+            wrap=True, fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
 def save(fig, folder: str | Path, name: str) -> list[Path]:
     """Write the figure as PNG (150 dpi) and SVG; returns both paths."""
     folder = Path(folder)

@@ -50,16 +50,24 @@ class Outcome:
     config_text: str            # the operative gin config
     trials: int = 0
     iterations: int | str = ""  # per run
+    recipe_dataset: str = ""    # the data set the recipe names (the paper's), before bindings
 
     @property
     def dataset_name(self) -> str:
         return DATASET_NAMES.get(self.dataset, self.dataset)
 
     @property
+    def headline(self) -> str:
+        """The reason's first sentence, e.g. "data set 'cifar10' not found"."""
+        return " ".join(self.reason.split()).split(". ")[0].rstrip(".")
+
+    @property
     def context(self) -> str:
         """One line for titles and claim details: data set, profile, trials, iterations."""
-        return (f"{self.dataset_name}, {self.profile} profile: {self.trials} trial{'s' * (self.trials != 1)} "
-                f"× {_count(self.iterations)} iterations")
+        swapped = self.recipe_dataset and self.recipe_dataset != self.dataset
+        instead = f" (not the recipe's {DATASET_NAMES.get(self.recipe_dataset, self.recipe_dataset)})" if swapped else ""
+        return (f"{self.dataset_name}{instead}, {self.profile} profile: {self.trials} "
+                f"trial{'s' * (self.trials != 1)} × {_count(self.iterations)} iterations")
 
     def describe(self) -> str:
         """Markdown: what ran, or why not."""
@@ -71,9 +79,10 @@ class Outcome:
         tickets = self.networks[self.networks.control == "none"]
         lowest = 100 * tickets.density.min() if not tickets.empty else float("nan")
         controls = ", ".join(sorted(set(self.networks.control) - {"none"})) or "none"
-        note = "" if self.profile == "paper" else (
-            f" The **{self.profile}** profile is smaller than the paper's protocol (5 trials, full "
-            f"training): its numbers indicate, they do not settle.")
+        notes = {"paper": "",
+                 "smoke": " The **smoke** profile only exercises the code: its numbers measure nothing."}
+        note = notes.get(self.profile, f" The **{self.profile}** profile is smaller than the paper's protocol "
+                                       f"(5 trials, full training): its numbers indicate, they do not settle.")
         return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: "
                 f"{self.trials} trial{'s' * (self.trials != 1)}, {_count(self.iterations)} iterations per run, "
                 f"{len(levels)} levels (100% → {lowest:.1f}% of weights remaining), controls: {controls}. "
@@ -97,10 +106,12 @@ def run_experiment(config: str, profile: str, bindings: str | Sequence[str] = ()
     from lth.imp import Experiment, ImpConfig, operative_config
     from lth.training import TrainConfig
 
+    load([config], profile=profile)
+    recipe_dataset = ImpConfig().dataset  # to say so when bindings swap the paper's data set
     load([config], profile=profile, bindings=as_bindings(bindings))
     imp, train = ImpConfig(), TrainConfig()
     common = {"dataset": imp.dataset, "experiment": imp.experiment, "profile": profile,
-              "config_text": operative_config(imp, train), "trials": imp.trials}
+              "config_text": operative_config(imp, train), "trials": imp.trials, "recipe_dataset": recipe_dataset}
     try:
         experiment = Experiment(imp, train, root=resolve_path(root), device=device)
     except DatasetNotFound as missing:

@@ -44,12 +44,14 @@ for outcome in outcomes.values():
 # ## Figure 5: early stop, test accuracy at early stop and at the end of training
 
 # %%
+title = f"Figure 5 rebuilt: {', '.join(figures.label(o.experiment) for o in outcomes.values())}, iterative pruning\n{context}"
 if ran:
     fig = figures.density_figure(claims.combine(ran),
                                  ["early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy"],
-                                 f"Figure 5 rebuilt: {', '.join(map(figures.label, ran))}, iterative pruning\n{context}",
-                                 label_by=["experiment", "control"], controls=["none", "reinit"])
-    figures.save(fig, folder, "figure_5")
+                                 title, label_by=["experiment", "control"], controls=["none", "reinit"])
+else:
+    fig = figures.not_run_figure(title, sorted({o.headline for o in outcomes.values()}))
+figures.save(fig, folder, "figure_5")
 
 # %% [markdown]
 # ## Table: per network and level (mean over runs)
@@ -63,7 +65,7 @@ levels
 # ## The paper's claims, judged on our results
 
 # %%
-reasons = {o.experiment: o.reason or ("" if o.ran else "not run") for o in outcomes.values()}
+reasons = {o.experiment: o.reason for o in outcomes.values()}
 wanted = {o.experiment for o in outcomes.values()}
 verdicts = claims.evaluate([c for c in claims.CONV if c.experiment in wanted], ran, reason=reasons, context=context)
 save_table(verdicts, folder, "claims")

@@ -124,5 +124,6 @@ def test_missing_data_set_is_reported_not_raised(tmp_path, monkeypatch):
     assert "cifar10" in outcome.reason and str(tmp_path) in outcome.reason
     assert outcome.networks.empty and outcome.run_path is None
     assert "did not run" in outcome.describe() and "CIFAR-10" in outcome.context
+    assert outcome.headline == "data set 'cifar10' not found"
     table = claims.evaluate(claims.CONV[:2], {}, reason={outcome.experiment: outcome.reason})
     assert set(table.verdict) == {"not run"}
