@@ -47,7 +47,7 @@ class TrainConfig:
     gamma: float = 0.1
     warmup: str | int = 0
     eval_every: str | int = 100
-    eval_batch_size: int = 10000
+    eval_batch_size: int = 2000  # memory only: conv activations of many networks add up
     checkpoint_every: str | int = 5000  # a checkpoint holds every network's weights and moments: not too often
 
     def __post_init__(self):
@@ -186,7 +186,7 @@ class TrainStep:
 
 
 @torch.no_grad()
-def evaluate(stack: NetworkStack, split: Split, batch_size: int = 10000) -> dict[str, torch.Tensor]:
+def evaluate(stack: NetworkStack, split: Split, batch_size: int = 2000) -> dict[str, torch.Tensor]:
     """Mean loss and accuracy of every network on a whole split: {'loss': (M,), 'accuracy': (M,)}."""
     stack.train(False)
     loss = torch.zeros(stack.size, device=stack.device)
