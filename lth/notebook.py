@@ -3,6 +3,7 @@ and put figures and tables in one folder per profile and notebook."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -87,6 +88,17 @@ class Outcome:
                 f"{self.trials} trial{'s' * (self.trials != 1)}, {_count(self.iterations)} iterations per run, "
                 f"{len(levels)} levels (100% → {lowest:.1f}% of weights remaining), controls: {controls}. "
                 f"Results in `{self.run_path}`.{note}")
+
+
+    def save_provenance(self, folder: str | Path) -> None:
+        """Copy the run's manifest (versions, device, commit, wall time) and operative config
+        beside the figures made from it."""
+        if self.run_path is None:
+            return
+        for name in ("manifest.json", "config.gin"):
+            source = self.run_path / name
+            if source.exists():
+                shutil.copyfile(source, Path(folder) / f"{self.experiment}-{self.run_path.name}.{name}")
 
 
 def _count(iterations: int | str) -> str:

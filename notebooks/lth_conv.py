@@ -35,6 +35,8 @@ from lth.notebook import level_tables, output_folder, run_experiment, save_table
 outcomes = {name: run_experiment(name, profile, bindings, root=root, device=device)
             for name in ([config] if config else configs)}
 folder = output_folder(output_dir, "lth_conv", profile)
+for outcome in outcomes.values():
+    outcome.save_provenance(folder)
 ran = {o.experiment: o.networks for o in outcomes.values() if o.ran}
 context = next(iter(outcomes.values())).context
 for outcome in outcomes.values():

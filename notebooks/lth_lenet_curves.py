@@ -33,6 +33,7 @@ from lth.notebook import output_folder, run_experiment, save_table
 
 outcome = run_experiment(config, profile, bindings, root=root, device=device)
 folder = output_folder(output_dir, "lth_lenet_curves", profile)
+outcome.save_provenance(folder)
 display(Markdown(outcome.describe()))
 
 # %% [markdown]

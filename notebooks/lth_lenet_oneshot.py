@@ -34,6 +34,8 @@ from lth.notebook import ONE_SHOT, as_bindings, level_tables, output_folder, run
 outcomes = {"iterative": run_experiment(config, profile, bindings, root=root, device=device),
             "one_shot": run_experiment(config, profile, [*as_bindings(bindings), ONE_SHOT], root=root, device=device)}
 folder = output_folder(output_dir, "lth_lenet_oneshot", profile)
+for outcome in outcomes.values():
+    outcome.save_provenance(folder)
 networks = claims.combine({name: o.networks for name, o in outcomes.items() if o.ran})
 for name, outcome in outcomes.items():
     display(Markdown(f"*{figures.label(name)}:* {outcome.describe()}"))
