@@ -23,10 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from lth.config import PROFILES
+from lth.config import PROFILES, REPO_ROOT
 from lth.report import REPORT_DIR, ClaimsError, NotebookRun, build_report, read_claims
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 BUILD_DIR = REPO_ROOT / "build" / "notebooks"
 KERNEL = "python3"

@@ -7,7 +7,8 @@ from typing import Sequence
 
 import gin
 
-GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GIN_DIR = REPO_ROOT / "gin"
 PROFILES = ("smoke", "quick", "paper")
 
 

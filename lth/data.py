@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lth.config import REPO_ROOT
+
 DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
 
 DEFAULT_VAL_SIZE = 5000
@@ -85,8 +87,7 @@ def data_roots() -> list[Path]:
     then <repo>/../shared/data (repo = parent of the lth package dir)."""
     if env := os.environ.get("LTH_DATA"):
         return [Path(env).expanduser()]
-    repo = Path(__file__).resolve().parents[1]
-    return [repo / "data", (repo.parent / "shared" / "data").resolve()]
+    return [REPO_ROOT / "data", (REPO_ROOT.parent / "shared" / "data").resolve()]
 
 
 def load_splits(

@@ -10,7 +10,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+from lth.config import REPO_ROOT
+
 ONE_SHOT = "ImpConfig.strategy = 'one_shot'"
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
                  "cifar100": "CIFAR-100", "synthetic": "synthetic data"}
@@ -20,7 +21,7 @@ def resolve_path(path: str | Path) -> Path:
     """Relative paths are taken from the repo root, so a notebook opened from notebooks/ and one run
     by papermill from the repo root read and write the same places."""
     path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO / path
+    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def output_folder(output_dir: str | Path, notebook_name: str, profile: str) -> Path:

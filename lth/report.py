@@ -14,7 +14,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import subprocess
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,12 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from lth.claims import COLUMNS as CLAIM_COLUMNS, VERDICTS
+from lth.config import REPO_ROOT
+from lth.store import git_state
+
 REPORT_DIR = REPO_ROOT / "report"
 PROFILE_DIR = REPO_ROOT / "gin" / "profiles"
 
-CLAIM_COLUMNS = ("figure", "claim", "paper", "ours", "verdict", "detail")
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run")
 STATUSES = ("succeeded", "failed", "not run")
 PACKAGES = ("lth", "torch", "torchvision", "numpy", "pandas", "matplotlib", "seaborn", "gin-config",
             "papermill", "nbconvert")
@@ -103,7 +103,8 @@ def build_report(runs: Sequence[NotebookRun], profile: str, report_dir: Path | s
 
 
 def _header(profile: str) -> str:
-    commit, dirty = _git_commit()
+    state = git_state(REPO_ROOT)
+    commit, dirty = state["git_commit"], bool(state["git_dirty"])
     commit_text = "unknown"
     if commit:
         commit_text = f"<code>{_e(commit[:12])}</code>" + (" with uncommitted changes" if dirty else "")
@@ -226,17 +227,6 @@ def _profile_note(profile: str) -> str:
             break
         lines.append(line.lstrip("# ").strip())
     return " ".join(lines)
-
-
-def _git_commit() -> tuple[str | None, bool]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-
-    try:
-        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain"))
-    except (OSError, subprocess.SubprocessError):
-        return None, False
 
 
 def _cpu_name() -> str:

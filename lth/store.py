@@ -276,7 +276,7 @@ def _environment_record() -> dict:
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        **_git_state(Path(__file__).resolve().parent),
+        **git_state(Path(__file__).resolve().parent),
     }
 
 
@@ -287,7 +287,7 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def _git_state(directory: Path) -> dict:
+def git_state(directory: Path) -> dict:
     """Commit and dirtiness of the repo holding `directory`; both None when that cannot be told.
 
     LTH_GIT_COMMIT names the commit where the code runs from a copy of the tree that is no repo

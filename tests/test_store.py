@@ -156,7 +156,7 @@ def test_manifest_records_environment_and_merges(tmp_path):
 
 
 def test_git_state_outside_a_repo_is_none(tmp_path):
-    assert store._git_state(tmp_path) == {"git_commit": None, "git_dirty": None}
+    assert store.git_state(tmp_path) == {"git_commit": None, "git_dirty": None}
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -168,7 +168,7 @@ def test_git_state_in_a_repo(tmp_path):
     (tmp_path / "a.txt").write_text("a")
     git("add", "a.txt")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    state = store._git_state(tmp_path)
+    state = store.git_state(tmp_path)
     assert len(state["git_commit"]) == 40 and state["git_dirty"] is False
     (tmp_path / "a.txt").write_text("b")
-    assert store._git_state(tmp_path)["git_dirty"] is True
+    assert store.git_state(tmp_path)["git_dirty"] is True
