@@ -1,6 +1,5 @@
 """Step strings and learning-rate schedules."""
 
-
 import pytest
 
 from lth.schedules import lr_at, parse_steps
