@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 import gin
+import pandas as pd
 import torch
 
 from lth import pruning
@@ -172,7 +173,7 @@ class Experiment:
         return out
 
     # ---- the driver -------------------------------------------------------------------
-    def run_all(self) -> "pd.DataFrame":
+    def run_all(self) -> pd.DataFrame:
         """Train every level not yet done; returns the experiment's tidy metrics.
 
         Finished levels are not reloaded: only the checkpoints that the first unfinished level
@@ -216,9 +217,9 @@ class Experiment:
         if level == 0:
             stack = NetworkStack.build(self._model, [self.init_seed(m, 0) for m in members], self.device)
             return members, stack, 0, stack.select(range(self.config.trials))
-        source = previous if self.config.strategy == "iterative" else dense
+        source = previous if self.config.strategy == "iterative" else dense  # what this level prunes
         masks = self._prune(source, level)
-        stack = self._level_stack(level, members, self._rewind_state(previous, dense), masks)
+        stack = self._level_stack(level, members, self._rewind_state(source, dense), masks)
         start = 0 if self.config.rewind == "init" else self.rewind_iteration
         return members, stack, start, previous["init"]
 
@@ -251,10 +252,10 @@ class Experiment:
     def _template(self) -> torch.nn.Module:
         return self._model(0).to("meta")
 
-    def _rewind_state(self, previous: dict, dense: dict) -> dict:
+    def _rewind_state(self, source: dict, dense: dict) -> dict:
         """The tickets' weights before training this level (masks are applied by the stack)."""
         if self.config.rewind == "lr":
-            return previous["final"]
+            return source["final"]
         if self.config.rewind == "weights" and self.rewind_iteration:
             return dense["rewind"]
         return dense["init"]
@@ -293,10 +294,3 @@ def _rows(experiment: str, level: int, members: list[Member], densities: list[fl
                              "density": densities[m], "control": member.control, "replicate": member.replicate,
                              "iteration": iteration, "split": split, "metric": metric, "value": value})
     return rows
-
-
-@gin.configurable
-def run_imp(config: ImpConfig = gin.REQUIRED, train_cfg: TrainConfig = gin.REQUIRED, *,
-            root: str | Path = "runs", device: str = "auto", data: DataSplits | None = None):
-    """Run (or resume) one IMP experiment; returns its tidy metrics."""
-    return Experiment(config, train_cfg, root=root, device=device, data=data).run_all()

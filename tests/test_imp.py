@@ -193,3 +193,12 @@ def test_finished_store_needs_no_checkpoints(tmp_path, synthetic):
     for path in (exp.run.path / "checkpoints").iterdir():
         path.unlink()  # e.g. results copied back from a GPU machine without their weights
     pd.testing.assert_frame_equal(experiment(tmp_path, synthetic).run_all(), metrics)
+
+
+def test_one_shot_learning_rate_rewinding_starts_from_the_dense_final_weights(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic, strategy="one_shot", rewind="lr", densities=(0.5, 0.2), controls=())
+    exp.run_all()
+    dense = exp.run.load_checkpoint("level_00")
+    _, stack, _, _ = exp.level_stack(2, exp.run.load_checkpoint("level_01"), dense)
+    kept = stack.masks["fc.0.weight"][0].bool()
+    assert torch.equal(stack.params["fc.0.weight"][0][kept], dense["final"]["params"]["fc.0.weight"][0][kept])
