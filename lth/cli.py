@@ -27,16 +27,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from lth.analysis import level_table
+    from lth.data import DatasetNotFound
     from lth.imp import Experiment, ImpConfig
-    from lth.training import TrainConfig
+    from lth.store import CorruptCheckpoint
+    from lth.training import DivergedError, TrainConfig
     try:
         load(args.configs, profile=args.profile, bindings=args.binding)
         experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=args.device)
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, ValueError, DatasetNotFound) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"run folder: {experiment.run.path}", flush=True)
-    metrics = experiment.run_all()
+    try:
+        metrics = experiment.run_all()
+    except (CorruptCheckpoint, DivergedError) as err:  # finished levels stay in the run folder
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(level_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
 

@@ -54,9 +54,9 @@ def test_unknown_recipe_and_profile_list_valid_ones():
         config.load(["lth_lenet300"], profile="huge")
 
 
-def lth_cli(*args, cwd):
+def lth_cli(*args, cwd, **env):
     return subprocess.run([sys.executable, "-m", "lth", *args], cwd=cwd, capture_output=True, text=True,
-                          env={"LTH_QUIET": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+                          env={"LTH_QUIET": "1", "PATH": "/usr/bin:/bin", **env}, timeout=300)
 
 
 def test_cli_runs_lenet_imp_on_real_mnist_then_skips_on_rerun(tmp_path):
@@ -81,3 +81,9 @@ def test_cli_bad_binding_exits_2_with_the_message(tmp_path):
     result = lth_cli("run", "lth_lenet300", "-b", "ImpConfig.trails = 2", "--root", str(tmp_path), cwd=REPO)
     assert result.returncode == 2
     assert "trails" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_missing_data_set_says_where_it_looked(tmp_path):
+    result = lth_cli("run", "lth_conv2", "--root", str(tmp_path), cwd=REPO, LTH_DATA=str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cifar10" in result.stderr and str(tmp_path / "nowhere") in result.stderr
