@@ -1,4 +1,4 @@
-"""Frankle & Carbin's claims as data. Each claim quotes the paper (reference/papers.md §1b), says
+"""The papers' claims as data (Frankle & Carbin; SNIP's Table 1). Each claim quotes the paper (reference/papers.md §1b), says
 how we measure it, and gets its verdict from our per-network results: never typed in.
 
 A claim's `measure` takes a per-network frame (`lth.analysis.per_network`, one or several
@@ -43,8 +43,15 @@ THRESHOLDS = {
     "conv2_early_stop": ((">=", 1.75), (">", 1.0)),        # paper 3.5x faster; "partly" = faster at all
     "conv4_early_stop": ((">=", 1.75), (">", 1.0)),        # paper 3.5x
     "conv6_early_stop": ((">=", 1.25), (">", 1.0)),        # paper 2.5x
+    # SNIP Table 1, test error (lower is better): reproduced if at most 0.3 pp above the paper's
+    # error, partly if at most 1.0 pp above (our training length and val split differ, see the recipes).
+    "snip_lenet300_95": (("<=", 1.9), ("<=", 2.6)),        # paper 1.6 % error
+    "snip_lenet300_98": (("<=", 2.7), ("<=", 3.4)),        # paper 2.4 %
+    "snip_lenet5_caffe_98": (("<=", 1.1), ("<=", 1.8)),    # paper 0.8 %
+    "snip_lenet5_caffe_99": (("<=", 1.4), ("<=", 2.1)),    # paper 1.1 %
 }
-_RULES = {">=": operator.ge, ">": operator.gt}
+_RULES = {">=": operator.ge, ">": operator.gt, "<=": operator.le}
+_RULE_SIGNS = {">=": "≥", ">": ">", "<=": "≤"}
 
 Threshold = tuple[str, float]
 Measured = float | tuple[float, str] | None
@@ -60,7 +67,7 @@ class Claim:
     figure: str                      # e.g. "Figure 4a"
     quote: str                       # the paper's words
     paper_value: float
-    unit: str                        # "%", "pp" or "x"
+    unit: str                        # "%", "% error", "pp" or "x"
     paper_text: str                  # the paper column, {v} = the value: e.g. "{v} at Pm=21%"
     method: str                      # what "ours" is, in words
     measure: Callable[[pd.DataFrame], Measured]
@@ -91,7 +98,7 @@ def _holds(threshold: Threshold, value: float) -> bool:
 
 def _rule_text(threshold: Threshold, unit: str) -> str:
     rule, limit = threshold
-    return f"{'≥' if rule == '>=' else '>'} {limit:g}{'x' if unit == 'x' else ' ' + unit}"
+    return f"{_RULE_SIGNS[rule]} {limit:g}{'x' if unit == 'x' else ' ' + unit}"
 
 
 def format_value(value: float, unit: str) -> str:
@@ -99,6 +106,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:+.2f} pp"
     if unit == "x":
         return f"{value:.2f}x"
+    if unit == "% error":  # errors of a few percent: the second decimal matters
+        return f"{value:.2f} % error"
     return f"{value:.1f} %"
 
 
@@ -111,17 +120,19 @@ def combine(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def level_densities(networks: pd.DataFrame) -> pd.Series:
-    """Percent of weights remaining per level (the tickets' realised density)."""
-    tickets = networks[networks.control == TICKET]
-    return 100 * tickets.groupby("level")["density"].mean()
+def level_densities(networks: pd.DataFrame, control: str = TICKET) -> pd.Series:
+    """Percent of weights remaining per level (the realised density of the tickets, or of another
+    control's networks: a pruning-at-init method's)."""
+    rows = networks[networks.control == control]
+    return 100 * rows.groupby("level")["density"].mean()
 
 
-def nearest_level(networks: pd.DataFrame, percent: float, tolerance: float = DENSITY_TOLERANCE) -> int:
+def nearest_level(networks: pd.DataFrame, percent: float, tolerance: float = DENSITY_TOLERANCE,
+                  control: str = TICKET) -> int:
     """The level whose realised density is nearest `percent`; MissingData if none is within tolerance."""
-    densities = level_densities(networks)
+    densities = level_densities(networks, control)
     if densities.empty:
-        raise MissingData("no winning tickets in the results")
+        raise MissingData("no winning tickets in the results" if control == TICKET else f"no {control} networks in the results")
     distance = (densities - percent).abs()
     level = int(distance.idxmin())
     if distance[level] > tolerance * percent:
@@ -226,6 +237,19 @@ def iterative_minus_one_shot(networks: pd.DataFrame) -> Measured:
     return 100 * (ours - theirs), f"at {percent:.1f}% remaining: {100 * ours:.2f} % vs {100 * theirs:.2f} %"
 
 
+def method_error(method: str, percent: float, column: str = "early_stop_test_accuracy"):
+    """Test error (%) of a pruning-at-init method's networks (control = the method) at `percent`
+    of weights remaining, mean over trials."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        level = nearest_level(networks, percent, control=method)
+        rows = networks[(networks.level == level) & (networks.control == method)]
+        errors = 100 * (1 - rows[column])
+        return float(errors.mean()), (f"{len(rows)} network{'s' * (len(rows) != 1)} at "
+                                      f"{100 * rows.density.mean():.2f}% remaining, error "
+                                      f"{errors.min():.2f}–{errors.max():.2f} %")
+    return measure
+
+
 # ---- the claims --------------------------------------------------------------------------------
 
 _FIG3 = "At Pm=51.3% the ticket learns faster than the dense net but slower than at Pm=21.1%."
@@ -297,6 +321,24 @@ def _conv_claims(name: str, gain: float, gain_at: str, speedup: float, speedup_a
 CONV = [*_conv_claims("Conv-2", 3.4, "4.6%", 3.5, "8.8%"),
         *_conv_claims("Conv-4", 3.5, "11.1%", 3.5, "9.2%"),
         *_conv_claims("Conv-6", 3.3, "26.4%", 2.5, "15.1%")]
+
+
+def _snip_claim(key: str, network: str, reference: float, pruned: int, error: float) -> Claim:
+    remaining = 100 - pruned
+    return Claim(
+        f"snip_{key}_{pruned}", "SNIP Table 1",
+        f"SNIP, {network} on MNIST (reference error {reference}%): {pruned}% of the weights pruned at "
+        f"initialisation, {error}% test error.",
+        error, "% error", f"{{v}} at {pruned}% pruned",
+        f"test error at early stop (minimum validation loss) of SNIP networks at {remaining}% of weights "
+        f"remaining, mean over trials (SNIP's code reports 1 − the best test accuracy over checkpoints)",
+        method_error("snip", remaining))
+
+
+SNIP_LENET300 = [_snip_claim("lenet300", "LeNet-300-100", 1.7, 95, 1.6),
+                 _snip_claim("lenet300", "LeNet-300-100", 1.7, 98, 2.4)]
+SNIP_LENET5_CAFFE = [_snip_claim("lenet5_caffe", "LeNet-5-Caffe", 0.9, 98, 0.8),
+                     _snip_claim("lenet5_caffe", "LeNet-5-Caffe", 0.9, 99, 1.1)]
 
 
 # ---- verdicts ----------------------------------------------------------------------------------

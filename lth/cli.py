@@ -11,7 +11,7 @@ from lth.config import PROFILES, ConfigError, load
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lth", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run (or resume) an IMP experiment from gin configs")
+    run = commands.add_parser("run", help="run (or resume) an IMP or pruning-at-init experiment from gin configs")
     run.add_argument("configs", nargs="+", help="recipe names in gin/ or paths to .gin files")
     run.add_argument("-p", "--profile", choices=PROFILES, help="scale the recipe (smoke, quick, paper)")
     run.add_argument("-b", "--binding", action="append", default=[], help="an extra gin binding, e.g. 'ImpConfig.trials = 3'")
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         load_splits(args.dataset, download=True)
         return 0
 
+    from lth import pai
     from lth.analysis import level_table
     from lth.data import DatasetNotFound
     from lth.imp import Experiment, ImpConfig
@@ -33,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     from lth.training import DivergedError, TrainConfig
     try:
         load(args.configs, profile=args.profile, bindings=args.binding)
-        experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=args.device)
+        if _binds("PaiConfig.experiment"):  # a pruning-at-init recipe (profiles never name the experiment)
+            experiment = pai.PaiExperiment(*pai.configs(), root=args.root, device=args.device)
+        else:
+            experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=args.device)
     except (ConfigError, ValueError, DatasetNotFound) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -45,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(level_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
+
+
+def _binds(parameter: str) -> bool:
+    import gin
+    try:
+        gin.query_parameter(parameter)
+    except ValueError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ def load(configs: Sequence[str | Path], *, profile: str | None = None, bindings:
 
     Each piece is parsed on its own, so an error names the file or the binding at fault."""
     import lth.imp  # noqa: F401  (registers the configurables before parsing)
+    import lth.pai  # noqa: F401  (PaiConfig: the profiles bind it too)
     gin.clear_config()
     files = [resolve(c) for c in configs] + ([profile_path(profile)] if profile else [])
     for path in files:
@@ -62,6 +63,7 @@ def _parse(parse, where: str) -> None:
 def configurables_help() -> str:
     import dataclasses
     from lth.imp import ImpConfig
+    from lth.pai import PaiConfig
     from lth.training import TrainConfig
     return "\n".join(f"  {cls.__name__}: {', '.join(f.name for f in dataclasses.fields(cls))}"
-                     for cls in (ImpConfig, TrainConfig))
+                     for cls in (ImpConfig, PaiConfig, TrainConfig))

@@ -28,6 +28,12 @@ LABELS = {
     "none": "winning ticket", "reinit": "random reinit", "random_mask": "random mask",
     "iterative": "iterative", "one_shot": "one-shot",
     "lth_conv2": "Conv-2", "lth_conv4": "Conv-4", "lth_conv6": "Conv-6", "lth_lenet300": "LeNet-300-100",
+    # pruning at initialisation (lth.pai): the control column holds the method
+    "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow", "magnitude": "magnitude at init",
+    "random_uniform": "random (uniform)", "random_er": "random (ER)", "random_erk": "random (ERK)",
+    "random_balanced": "random (balanced)", "random_pyramidal": "random (pyramidal)",
+    # IMP rewinding variants (lth.notebook.run_rewinding)
+    "imp_init": "IMP, rewind to init", "imp_weights": "IMP, weight rewinding", "imp_lr": "IMP, LR rewinding",
 }
 CONTROL_ORDER = ["none", "reinit", "random_mask"]
 CONTROL_STYLE = {
@@ -41,8 +47,12 @@ AXIS_LABELS = {
     "final_test_accuracy": "Test accuracy at end of training (%)",
     "final_train_accuracy": "Train accuracy at end of training (%)",
     "density": "Percent of weights remaining (%)",
+    "early_stop_test_error": "Test error at early stop (%)",
+    "final_test_error": "Test error at end of training (%)",
 }
-PERCENT = {"early_stop_test_accuracy", "final_test_accuracy", "final_train_accuracy", "density"}
+PERCENT = {"early_stop_test_accuracy", "final_test_accuracy", "final_train_accuracy", "density",
+           "early_stop_test_error", "final_test_error"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 # The paper labels its LeNet density axes at these values; other ladders get evenly spread ticks.
 PAPER_TICKS = (100, 51.3, 21.1, 7.0, 3.6, 1.9)
 MIN_TICK_RATIO = 1.8  # neighbouring labelled ticks at least this factor apart, so labels never overlap
@@ -93,7 +103,10 @@ def density_axis(ax) -> None:
 
 def _style(keys: Sequence[str], values: tuple, index: int) -> dict:
     control = dict(zip(keys, values)).get("control", TICKET)
-    style = dict(CONTROL_STYLE.get(control, CONTROL_STYLE[TICKET]))
+    if control in CONTROL_STYLE:
+        style = dict(CONTROL_STYLE[control])
+    else:  # another control column (e.g. pruning-at-init methods): a colour and marker each
+        style = {"color": f"C{index % 10}", "linestyle": "-", "marker": MARKERS[index % len(MARKERS)]}
     if keys[0] != "control":  # lines coloured by experiment; the control sets only the line style
         style["color"] = f"C{index % 10}"
     return style
@@ -101,7 +114,9 @@ def _style(keys: Sequence[str], values: tuple, index: int) -> dict:
 
 def _ordered_groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple]:
     """Controls in the paper's order (ticket, reinit, random mask), anything else as it appears."""
-    order = {k: CONTROL_ORDER if k == "control" else list(dict.fromkeys(frame[k])) for k in keys}
+    appearance = {k: list(dict.fromkeys(frame[k])) for k in keys}
+    order = {k: CONTROL_ORDER + [v for v in appearance[k] if v not in CONTROL_ORDER] if k == "control"
+             else appearance[k] for k in keys}
     groups = set(map(tuple, frame[keys].itertuples(index=False)))
     return sorted(groups, key=lambda g: tuple(order[k].index(v) if v in order[k] else len(order[k])
                                               for k, v in zip(keys, g)))
@@ -143,6 +158,37 @@ def plot_vs_density(ax, networks: pd.DataFrame, y: str, label_by: str | Sequence
     trials = frame.trial.nunique()
     ax.legend(title=f"mean over {trials} trial{'s' * (trials != 1)} (n = runs per point), band = min/max",
               fontsize=8, title_fontsize=8)
+
+
+def with_errors(networks: pd.DataFrame) -> pd.DataFrame:
+    """Per-network frame plus test errors (1 - accuracy) at early stop and at the end of training."""
+    return networks.assign(early_stop_test_error=1 - networks["early_stop_test_accuracy"],
+                           final_test_error=1 - networks["final_test_accuracy"])
+
+
+def plot_paper_points(ax, points: dict[float, float], label: str) -> None:
+    """A paper's numbers as black stars: {percent of weights remaining: value in the axis' unit}."""
+    xs = sorted(points, reverse=True)
+    ax.plot(xs, [points[x] for x in xs], linestyle="none", marker="*", markersize=11, color="black",
+            label=label, zorder=5)
+
+
+def method_figure(networks: pd.DataFrame, columns: Sequence[str], title: str,
+                  paper_points: dict[float, float] | None = None, paper_label: str = "paper",
+                  order: Sequence[str] = ()):
+    """Pruning at initialisation: one line per method (the control column) against percent of
+    weights remaining, with the paper's numbers for the first column as stars. Methods named in
+    `order` come first, in that order (their colours follow it)."""
+    rank = {method: i for i, method in enumerate(order)}
+    frame = with_errors(networks).sort_values("control", key=lambda c: c.map(lambda m: rank.get(m, len(rank))),
+                                              kind="stable")
+    fig, axes = subplots(len(columns))
+    for i, (ax, column) in enumerate(zip(axes[0], columns)):
+        if paper_points and i == 0:
+            plot_paper_points(ax, paper_points, paper_label)
+        plot_vs_density(ax, frame, column)
+    fig.suptitle(title)
+    return fig
 
 
 def density_figure(networks: pd.DataFrame, columns: Sequence[str], title: str, *,

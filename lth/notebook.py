@@ -150,3 +150,97 @@ def save_table(table: pd.DataFrame, folder: str | Path, name: str) -> Path:
     path = Path(folder) / f"{name}.csv"
     table.to_csv(path, index=False, float_format="%.6g")
     return path
+
+
+# ---- pruning at initialisation and IMP rewinding (notebooks/pai_*.py) ---------------------------
+
+@dataclass
+class PaiOutcome(Outcome):
+    """A pruning-at-init experiment as a notebook sees it (control = the method)."""
+    methods: tuple = ()
+    densities: tuple = ()
+
+    def describe(self) -> str:
+        if not self.ran:
+            return super().describe()
+        from lth.figures import label
+        extra = sorted(set(self.networks.control) - set(self.methods))
+        note = ("" if self.profile == "paper" else
+                " The **smoke** profile only exercises the code: its numbers measure nothing." if self.profile == "smoke"
+                else f" The **{self.profile}** profile is smaller than the paper's protocol: its numbers indicate, "
+                     "they do not settle.")
+        return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: {self.trials} "
+                f"trial{'s' * (self.trials != 1)}, {_count(self.iterations)} iterations per run, methods "
+                f"{', '.join(label(m) for m in self.methods)}"
+                + (f" (and, from earlier runs in the store, {', '.join(label(m) for m in extra)})" if extra else "")
+                + f", at {', '.join(f'{100 * d:g}%' for d in self.densities)} of weights remaining. "
+                f"Results in `{self.run_path}`.{note}")
+
+
+def run_pai_experiment(config: str, profile: str, bindings: str | Sequence[str] = (), root: str | Path = "runs",
+                       device: str = "auto") -> PaiOutcome:
+    """`run_experiment` for a pruning-at-init recipe (one that binds PaiConfig)."""
+    from lth import analysis
+    from lth.config import load
+    from lth.data import DatasetNotFound
+    from lth.pai import PaiExperiment, configs, operative_config
+
+    load([config])  # the recipe's own data set: the smoke profile swaps in synthetic data
+    recipe_dataset = configs()[0].dataset
+    load([config], profile=profile, bindings=as_bindings(bindings))
+    pai, train = configs()
+    common = {"dataset": pai.dataset, "experiment": pai.experiment, "profile": profile,
+              "config_text": operative_config(pai, train), "trials": pai.trials, "recipe_dataset": recipe_dataset,
+              "methods": tuple(pai.methods), "densities": tuple(pai.densities)}
+    try:
+        experiment = PaiExperiment(pai, train, root=resolve_path(root), device=device)
+    except DatasetNotFound as missing:
+        empty = pd.DataFrame()
+        return PaiOutcome(ran=False, reason=str(missing), metrics=empty, networks=analysis.per_network(empty),
+                          run_path=None, iterations=train.iterations, **common)
+    metrics = experiment.run_all()
+    return PaiOutcome(ran=True, reason="", metrics=metrics, networks=analysis.per_network(metrics),
+                      run_path=experiment.run.path, iterations=experiment.steps.total, **common)
+
+
+# open_lth's rewinding default; LMC finds IMP subnetworks of ResNet-20 stable when rewound to iteration 500.
+PREFERRED_REWIND_ITERATION = 500
+
+
+def rewind_iteration(config: str, profile: str, bindings: str | Sequence[str] = (),
+                     preferred: int = PREFERRED_REWIND_ITERATION) -> int:
+    """Iteration k to rewind to: ``preferred``, or a quarter of the run where the run is shorter
+    (the smoke profile), since k must fall inside the training schedule."""
+    from lth.config import load
+    from lth.data import load_splits, steps_per_epoch
+    from lth.imp import ImpConfig
+    from lth.schedules import parse_steps
+    from lth.training import TrainConfig
+
+    load([config], profile=profile, bindings=as_bindings(bindings))
+    train = TrainConfig()
+    iterations = train.iterations
+    if isinstance(iterations, int) or str(iterations).strip().endswith("it"):
+        total = parse_steps(iterations, 1)
+    else:  # epochs: the length depends on the data set's size
+        total = parse_steps(iterations, steps_per_epoch(len(load_splits(ImpConfig().dataset).train), train.batch_size))
+    return min(preferred, total // 4)
+
+
+def run_rewinding(config: str, profile: str, bindings: str | Sequence[str] = (), densities: Sequence[float] = (),
+                  root: str | Path = "runs", device: str = "auto") -> tuple[dict[str, Outcome], int]:
+    """IMP with rewinding to init, weight rewinding to iteration k, and learning-rate rewinding
+    (the final weights retrained on the schedule replayed from k: the same retraining length as
+    weight rewinding), controls off, at ``densities`` (the recipe's ladder if empty). Returns the
+    outcomes by variant name and k."""
+    k = rewind_iteration(config, profile, bindings)
+    common = [*as_bindings(bindings), "ImpConfig.controls = ()"]
+    if densities:
+        common.append(f"ImpConfig.densities = {tuple(float(d) for d in densities)!r}")
+    variants = {
+        "imp_init": [],
+        "imp_weights": ["ImpConfig.rewind = 'weights'", f"ImpConfig.rewind_iteration = '{k}it'"],
+        "imp_lr": ["ImpConfig.rewind = 'lr'", f"ImpConfig.rewind_iteration = '{k}it'"],
+    }
+    return {name: run_experiment(config, profile, [*common, *extra], root=root, device=device)
+            for name, extra in variants.items()}, k

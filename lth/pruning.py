@@ -73,6 +73,11 @@ def _round(x: float) -> int:
     return max(1, int(round(x)))  # never empty a layer: that would disconnect the network
 
 
+def keep_count(total: int, density: float) -> int:
+    """Weights kept of ``total`` at ``density``, rounded as every target here is (never zero)."""
+    return _round(total * validate_density(density))
+
+
 def overall_density(groups: Sequence[Group]) -> float:
     return sum(g.keep for g in groups) / sum(g.total for g in groups)
 
