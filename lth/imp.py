@@ -85,9 +85,12 @@ def _choose(what: str, value, valid: Sequence[str]) -> None:
 _NOT_HASHED = {"eval_batch_size", "checkpoint_every"}
 
 
-def operative_config(config: ImpConfig, train_cfg: TrainConfig) -> str:
-    """The bindings that determine the results, as loadable gin text."""
-    lines = [f"ImpConfig.{f.name} = {getattr(config, f.name)!r}" for f in dataclasses.fields(config)]
+def operative_config(config, train_cfg: TrainConfig, skip: frozenset[str] = frozenset()) -> str:
+    """The bindings of an experiment config (ImpConfig, PaiConfig) and its TrainConfig that
+    determine the results, as loadable gin text; ``skip`` leaves more of the config's fields out."""
+    name = type(config).__name__
+    lines = [f"{name}.{f.name} = {getattr(config, f.name)!r}" for f in dataclasses.fields(config)
+             if f.name not in skip]
     lines += [f"TrainConfig.{f.name} = {getattr(train_cfg, f.name)!r}"
               for f in dataclasses.fields(train_cfg) if f.name not in _NOT_HASHED]
     return "\n".join(lines) + "\n"

@@ -37,7 +37,8 @@ from torch.func import functional_call, vmap
 from lth import pruning
 from lth.data import DataSplits, batch_indices, derive_seed, load_splits
 from lth.engine import NetworkStack
-from lth.imp import _NOT_HASHED, resolve_device
+from lth import imp
+from lth.imp import resolve_device
 from lth.models import build_model
 from lth.pruning import Group
 from lth.store import RunDir
@@ -464,16 +465,12 @@ def configs() -> tuple[PaiConfig, TrainConfig]:
 
 # Which methods to run does not change any method's results: left out of the hash, so adding a
 # method to a finished experiment trains only that method.
-_NOT_HASHED_PAI = {"methods"}
+_NOT_HASHED_PAI = frozenset({"methods"})
 
 
 def operative_config(config: PaiConfig, train_cfg: TrainConfig) -> str:
-    """The bindings that determine the results, as loadable gin text (lth.imp.operative_config's twin)."""
-    lines = [f"PaiConfig.{f.name} = {getattr(config, f.name)!r}" for f in dataclasses.fields(config)
-             if f.name not in _NOT_HASHED_PAI]
-    lines += [f"TrainConfig.{f.name} = {getattr(train_cfg, f.name)!r}"
-              for f in dataclasses.fields(train_cfg) if f.name not in _NOT_HASHED]
-    return "\n".join(lines) + "\n"
+    """The bindings that determine the results, as loadable gin text."""
+    return imp.operative_config(config, train_cfg, skip=_NOT_HASHED_PAI)
 
 
 @dataclass(frozen=True)
