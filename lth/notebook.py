@@ -113,9 +113,7 @@ def run_experiment(config: str, profile: str, bindings: str | Sequence[str] = ()
     """Load the gin recipe, profile and bindings, then run the experiment (finished levels are
     reused from the store, so notebooks sharing an experiment compute it once). A missing data
     set is not an error here: the Outcome says so, and the notebook reports it."""
-    from lth import analysis
     from lth.config import load
-    from lth.data import DatasetNotFound
     from lth.imp import Experiment, ImpConfig, operative_config
     from lth.training import TrainConfig
 
@@ -125,15 +123,23 @@ def run_experiment(config: str, profile: str, bindings: str | Sequence[str] = ()
     imp, train = ImpConfig(), TrainConfig()
     common = {"dataset": imp.dataset, "experiment": imp.experiment, "profile": profile,
               "config_text": operative_config(imp, train), "trials": imp.trials, "recipe_dataset": recipe_dataset}
+    return _run(Outcome, lambda: Experiment(imp, train, root=resolve_path(root), device=device), train, common)
+
+
+def _run(outcome_type, make_experiment, train, common: dict):
+    """Build and run the experiment; a missing data set gives an outcome that says so instead."""
+    from lth import analysis
+    from lth.data import DatasetNotFound
+
     try:
-        experiment = Experiment(imp, train, root=resolve_path(root), device=device)
+        experiment = make_experiment()
     except DatasetNotFound as missing:
         empty = pd.DataFrame()
-        return Outcome(ran=False, reason=str(missing), metrics=empty, networks=analysis.per_network(empty),
-                       run_path=None, iterations=train.iterations, **common)
+        return outcome_type(ran=False, reason=str(missing), metrics=empty, networks=analysis.per_network(empty),
+                            run_path=None, iterations=train.iterations, **common)
     metrics = experiment.run_all()
-    return Outcome(ran=True, reason="", metrics=metrics, networks=analysis.per_network(metrics),
-                   run_path=experiment.run.path, iterations=experiment.steps.total, **common)
+    return outcome_type(ran=True, reason="", metrics=metrics, networks=analysis.per_network(metrics),
+                        run_path=experiment.run.path, iterations=experiment.steps.total, **common)
 
 
 def level_tables(outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
@@ -180,9 +186,7 @@ class PaiOutcome(Outcome):
 def run_pai_experiment(config: str, profile: str, bindings: str | Sequence[str] = (), root: str | Path = "runs",
                        device: str = "auto") -> PaiOutcome:
     """`run_experiment` for a pruning-at-init recipe (one that binds PaiConfig)."""
-    from lth import analysis
     from lth.config import load
-    from lth.data import DatasetNotFound
     from lth.pai import PaiExperiment, configs, operative_config
 
     load([config])  # the recipe's own data set: the smoke profile swaps in synthetic data
@@ -192,15 +196,7 @@ def run_pai_experiment(config: str, profile: str, bindings: str | Sequence[str] 
     common = {"dataset": pai.dataset, "experiment": pai.experiment, "profile": profile,
               "config_text": operative_config(pai, train), "trials": pai.trials, "recipe_dataset": recipe_dataset,
               "methods": tuple(pai.methods), "densities": tuple(pai.densities)}
-    try:
-        experiment = PaiExperiment(pai, train, root=resolve_path(root), device=device)
-    except DatasetNotFound as missing:
-        empty = pd.DataFrame()
-        return PaiOutcome(ran=False, reason=str(missing), metrics=empty, networks=analysis.per_network(empty),
-                          run_path=None, iterations=train.iterations, **common)
-    metrics = experiment.run_all()
-    return PaiOutcome(ran=True, reason="", metrics=metrics, networks=analysis.per_network(metrics),
-                      run_path=experiment.run.path, iterations=experiment.steps.total, **common)
+    return _run(PaiOutcome, lambda: PaiExperiment(pai, train, root=resolve_path(root), device=device), train, common)
 
 
 # open_lth's rewinding default; LMC finds IMP subnetworks of ResNet-20 stable when rewound to iteration 500.
