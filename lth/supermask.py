@@ -1,0 +1,473 @@
+"""Score-based masks for strong lottery tickets: frozen random weights, trained scores.
+
+A supermask layer computes with ``weight * mask`` like every network here, but its weight is a
+frozen buffer drawn from a per-layer seed (``weight_seed``: the seed regenerates the weights
+bit for bit, so a ticket is stored as seeds + scores) and its mask comes from a trained score
+per weight through a straight-through estimator (forward: the hard 0/1 mask; backward: the
+mask's gradient passed unchanged to the scores). The mask rules:
+
+- ``top_k`` (edge-popup, Ramanujan et al.): per layer, keep the ``kept`` weights of largest
+  |score|; ``kept`` is a buffer, so networks of one stack can sit at different densities.
+- ``threshold`` (Gem-Miner, Sreenivasan et al.): scores bounded in [0, 1], mask = 1[score >= 0.5].
+- ``sign`` (train_ticket's gates): mask = 1[gate > 0], gates start at 1 (every weight on).
+
+Every rule is multiplied by a ``keep`` buffer: Gem-Miner's iterative freezing sets it to 0 for
+the scores it zeroes for good. `to_supermask` turns the Linear/Conv2d layers of any model into
+supermask layers (or frozen dense ones); `SupermaskStack` is a NetworkStack of such models: the
+scores are its trained params, weights and masks' buffers are stacked per network, and
+``lth.training.train`` trains it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import vmap
+
+from lth import pruning
+from lth.data import derive_seed
+from lth.engine import NetworkStack
+
+MASK_RULES = ("top_k", "threshold", "sign")
+WEIGHT_INITS = ("signed_constant", "kaiming_normal")
+SCORE_INITS = ("kaiming_uniform", "uniform", "ones")
+DEFAULT_SCORE_INIT = {"top_k": "kaiming_uniform", "threshold": "uniform", "sign": "ones"}
+THRESHOLD = 0.5  # Gem-Miner: a weight is kept while its score is at least this
+
+
+def _check(value: str, valid: Sequence[str], what: str) -> str:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+# ---- mask rules --------------------------------------------------------------------------------
+
+def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """The value of ``hard`` with the gradient of ``soft`` (identity to it)."""
+    return hard.detach() + (soft - soft.detach())
+
+
+def top_k_hard(scores: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """1 for the ``kept`` entries of largest |score|, exactly that many (ties broken by position).
+
+    Ranks instead of a threshold value: ``kept`` may differ per network under vmap, and ties
+    cannot change the count."""
+    flat = scores.abs().reshape(-1)
+    n = flat.numel()
+    order = flat.argsort(stable=True)
+    positions = torch.arange(n, device=flat.device).expand_as(order)
+    rank = torch.empty_like(order).scatter(0, order, positions)
+    return (rank >= n - kept).to(scores.dtype).reshape(scores.shape)
+
+
+def hard_mask(rule: str, scores: torch.Tensor, kept: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
+    """The 0/1 mask of one layer of one network."""
+    if rule == "top_k":
+        hard = top_k_hard(scores, kept)
+    elif rule == "threshold":
+        hard = (scores >= THRESHOLD).to(scores.dtype)
+    else:
+        hard = (scores > 0).to(scores.dtype)
+    return hard * keep
+
+
+def mask_with_gradient(rule: str, scores: torch.Tensor, kept: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
+    """`hard_mask` with the straight-through gradient: edge-popup passes it through |score|
+    (as hidden-networks' GetSubnet on the absolute scores), the other rules to the score itself."""
+    soft = scores.abs() if rule == "top_k" else scores
+    return straight_through(hard_mask(rule, scores, kept, keep), soft) * keep
+
+
+# ---- seeded weights ----------------------------------------------------------------------------
+
+def seeded_weight(shape: Sequence[int], seed: int, init: str, std: float) -> torch.Tensor:
+    """Frozen weights from a seed, on the CPU (bitwise the same on every call and machine):
+    Kaiming normal N(0, std^2), or its signs times std (signed Kaiming constant)."""
+    _check(init, WEIGHT_INITS, "weight init")
+    generator = torch.Generator().manual_seed(int(seed))
+    sample = torch.randn(tuple(shape), generator=generator)
+    return sample.sign() * std if init == "signed_constant" else sample * std
+
+
+def kaiming_std(fan_in: int) -> float:
+    """gain / sqrt(fan_in) with the ReLU gain sqrt(2), as edge-popup's inits."""
+    return math.sqrt(2.0 / fan_in)
+
+
+def seeded_scores(shape: Sequence[int], seed: int, init: str, fan_in: int) -> torch.Tensor:
+    _check(init, SCORE_INITS, "score init")
+    if init == "ones":
+        return torch.ones(tuple(shape))
+    generator = torch.Generator().manual_seed(int(seed))
+    sample = torch.rand(tuple(shape), generator=generator)
+    if init == "uniform":
+        return sample
+    bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)): torch's default Linear/Conv init
+    return (2 * sample - 1) * bound
+
+
+# ---- layers ------------------------------------------------------------------------------------
+
+class SupermaskLayer(nn.Module):
+    """A frozen weight (buffer) times a mask from trained scores; ``rule=None`` is a frozen dense
+    layer (no scores). Subclasses say how the masked weight meets the input (`apply`)."""
+
+    def __init__(self, weight: torch.Tensor, weight_seed: int, rule: str | None, *, scores: torch.Tensor | None = None,
+                 kept: int | None = None, bias: torch.Tensor | None = None, train_bias: bool = True):
+        super().__init__()
+        self.rule = None if rule is None else _check(rule, MASK_RULES, "mask rule")
+        self.register_buffer("weight", weight)
+        self.register_buffer("weight_seed", torch.tensor(int(weight_seed), dtype=torch.int64))
+        if rule is not None:
+            self.scores = nn.Parameter(scores)
+            self.register_buffer("keep", torch.ones_like(weight))
+            if rule == "top_k":
+                self.register_buffer("kept", torch.tensor(int(kept), dtype=torch.int64))
+        if bias is None:
+            self.bias = None
+        elif train_bias and rule is not None:
+            self.bias = nn.Parameter(bias)
+        else:
+            self.register_buffer("bias", bias)
+
+    def masked_weight(self) -> torch.Tensor:
+        if self.rule is None:
+            return self.weight
+        kept = self.kept if self.rule == "top_k" else None
+        return self.weight * mask_with_gradient(self.rule, self.scores, kept, self.keep)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply_weight(x, self.masked_weight())
+
+    def apply_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SupermaskLinear(SupermaskLayer):
+    def apply_weight(self, x, weight):
+        return F.linear(x, weight, self.bias)
+
+
+class SupermaskConv2d(SupermaskLayer):
+    def __init__(self, conv: nn.Conv2d, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+
+    def apply_weight(self, x, weight):
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class RedFanOut(SupermaskLayer):
+    """Stage 1 of Pensia et al.'s redundant layer: input unit j feeds r units through weights
+    (in, r), so (B, in) becomes (B, in * r), unit (j, k) at position j * r + k."""
+
+    def apply_weight(self, x, weight):
+        return (x.unsqueeze(-1) * weight).flatten(-2)
+
+
+class RedLinear(nn.Module):
+    """Pensia et al.'s RedLayer: each target weight w_ij becomes r paths x_j -> (j, k) -> y_i; both
+    stages are pruned (edge-popup, each stage its own top-k). ``relu`` adds their optional ReLU."""
+
+    def __init__(self, fan_out: RedFanOut, combine: SupermaskLinear, relu: bool = False):
+        super().__init__()
+        self.fan_out, self.combine, self.relu = fan_out, combine, relu
+
+    def forward(self, x):
+        h = self.fan_out(x)
+        return self.combine(F.relu(h) if self.relu else h)
+
+
+# ---- model conversion --------------------------------------------------------------------------
+
+def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Module name -> every Linear/Conv2d, in registration order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+
+
+def to_supermask(model: nn.Module, *, rule: str, seed: int, density: float = 1.0,
+                 weight_init: str = "signed_constant", score_init: str | None = None,
+                 scored: Callable[[str], bool] | None = None, frozen: Callable[[str], bool] | None = None,
+                 redundancy: int = 0, redundant_relu: bool = False) -> nn.Module:
+    """Replace the Linear/Conv2d layers of ``model`` (in place; returned) by supermask layers.
+
+    ``scored(name)`` picks the layers that get scores (default: all); ``frozen(name)`` those kept
+    as frozen dense layers (weights seeded, never trained); the rest stay ordinary trainable layers.
+    Weights and scores are drawn from ``derive_seed(seed, layer name)``. ``density`` sets top-k's
+    per-layer count. ``redundancy`` = r > 0 turns every scored Linear into a RedLinear (Pensia).
+    Affine BatchNorm becomes non-affine (edge-popup and Gem-Miner train no BN parameters)."""
+    _check(rule, MASK_RULES, "mask rule")
+    pruning.validate_density(density)
+    score_init = score_init or DEFAULT_SCORE_INIT[rule]
+    _check(score_init, SCORE_INITS, "score init")
+    _check(weight_init, WEIGHT_INITS, "weight init")
+    scored = scored or (lambda name: True)
+    frozen = frozen or (lambda name: False)
+    for name, layer in weight_layers(model).items():
+        if frozen(name):
+            new = _convert(layer, name, None, seed, density, weight_init, score_init)
+        elif scored(name):
+            if redundancy and isinstance(layer, nn.Linear):
+                new = _redundant(layer, name, rule, seed, density, weight_init, score_init, redundancy, redundant_relu)
+            else:
+                new = _convert(layer, name, rule, seed, density, weight_init, score_init)
+        else:
+            continue
+        _replace(model, name, new)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+            _replace(model, name, type(module)(module.num_features, eps=module.eps, momentum=module.momentum,
+                                               affine=False))
+    return model
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def _layer_tensors(shape, fan_in, name, rule, seed, density, weight_init, score_init, std=None):
+    weight_seed = derive_seed("weights", seed, name)
+    weight = seeded_weight(shape, weight_seed, weight_init, std if std is not None else kaiming_std(fan_in))
+    if rule is None:
+        return dict(weight=weight, weight_seed=weight_seed, rule=None)
+    scores = seeded_scores(shape, derive_seed("scores", seed, name), score_init, fan_in)
+    return dict(weight=weight, weight_seed=weight_seed, rule=rule, scores=scores,
+                kept=pruning.keep_count(math.prod(shape), density))
+
+
+def _convert(layer, name, rule, seed, density, weight_init, score_init) -> SupermaskLayer:
+    shape = tuple(layer.weight.shape)
+    tensors = _layer_tensors(shape, math.prod(shape[1:]), name, rule, seed, density, weight_init, score_init)
+    bias = None if layer.bias is None else torch.zeros(shape[0])
+    if isinstance(layer, nn.Conv2d):
+        return SupermaskConv2d(layer, **tensors, bias=bias)
+    return SupermaskLinear(**tensors, bias=bias)
+
+
+def _redundant(layer: nn.Linear, name, rule, seed, density, weight_init, score_init, r, relu) -> RedLinear:
+    if layer.bias is not None:
+        raise ValueError(f"redundant layers have no bias (Pensia et al.); build {name} with bias=False")
+    out_features, in_features = layer.weight.shape
+    # Pensia et al.'s scales: stage 1 ~ N(0, 2/1) (one input per unit), stage 2 ~ N(0, 2/in).
+    fan = _layer_tensors((in_features, r), 1, f"{name}.fan_out", rule, seed, density, weight_init, score_init,
+                         std=kaiming_std(1))
+    comb = _layer_tensors((out_features, in_features * r), in_features * r, f"{name}.combine", rule, seed, density,
+                          weight_init, score_init, std=kaiming_std(in_features))
+    return RedLinear(RedFanOut(**fan), SupermaskLinear(**comb), relu)
+
+
+# ---- stacks of supermask networks ------------------------------------------------------------
+
+def scored_layers(model: nn.Module) -> dict[str, SupermaskLayer]:
+    """Module name -> every supermask layer with scores, in registration order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, SupermaskLayer) and m.rule is not None}
+
+
+def _prefix(name: str) -> str:
+    return f"{name}." if name else ""
+
+
+class SupermaskStack(NetworkStack):
+    """A NetworkStack of supermask models. Its density is that of the score masks.
+
+    Gem-Miner's projection of the scores onto [0, 1] (and frozen scores back to 0) runs where
+    training calls `mask_gradients`: after backward, before the optimiser step. Projecting the
+    scores a step starts from is projected SGD exactly: the forward pass reads only the hard
+    mask, which is the same for a score and its projection, so the gradient is unchanged."""
+
+    def layer_masks(self) -> dict[str, torch.Tensor]:
+        """Module name -> (M, *weight shape) hard 0/1 masks of every scored layer."""
+        out = {}
+        for name, layer in scored_layers(self.template).items():
+            p = _prefix(name)
+            kept = self.buffers.get(p + "kept")
+            scores = self.params[p + "scores"].detach()
+            fn = lambda s, k, keep: hard_mask(layer.rule, s, k, keep)
+            out[name] = vmap(fn, in_dims=(0, None if kept is None else 0, 0))(scores, kept, self.buffers[p + "keep"])
+        return out
+
+    def density(self) -> torch.Tensor:
+        if not scored_layers(self.template):  # only frozen and ordinary layers: the fixed masks say
+            return super().density()
+        masks = self.layer_masks()
+        kept = sum(m.flatten(1).sum(1) for m in masks.values())
+        return kept / sum(m[0].numel() for m in masks.values())
+
+    def layer_densities(self) -> dict[str, torch.Tensor]:
+        if not scored_layers(self.template):
+            return super().layer_densities()
+        return {name: m.flatten(1).mean(1) for name, m in self.layer_masks().items()}
+
+    def set_densities(self, densities: Sequence[float]) -> None:
+        """Top-k layers of network i keep ``keep_count(layer size, densities[i])`` weights."""
+        if len(densities) != self.size:
+            raise ValueError(f"{len(densities)} densities for a stack of {self.size} networks")
+        for name, layer in scored_layers(self.template).items():
+            if layer.rule != "top_k":
+                raise ValueError(f"layer {name} uses the {layer.rule!r} rule: only top-k layers have a set density")
+            n = self.params[_prefix(name) + "scores"][0].numel()
+            counts = [pruning.keep_count(n, d) for d in densities]
+            self.buffers[_prefix(name) + "kept"].copy_(torch.tensor(counts))
+
+    @torch.no_grad()
+    def project_scores(self) -> None:
+        """Bounded (threshold-rule) scores onto [0, 1], frozen ones to 0."""
+        for name, layer in scored_layers(self.template).items():
+            if layer.rule == "threshold":
+                p = _prefix(name)
+                self.params[p + "scores"].clamp_(0.0, 1.0).mul_(self.buffers[p + "keep"])
+
+    def mask_gradients(self) -> None:
+        super().mask_gradients()
+        self.project_scores()
+
+    def weight_seeds(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.buffers.items() if k.endswith("weight_seed")}
+
+
+# ---- storing a ticket as seeds -----------------------------------------------------------------
+
+def ticket_state(stack: SupermaskStack) -> dict:
+    """Everything that defines the networks except the frozen weights: their seeds stand in."""
+    state = stack.state()
+    frozen = {_prefix(name) + "weight" for name, m in stack.template.named_modules() if isinstance(m, SupermaskLayer)}
+    state["buffers"] = {k: v for k, v in state["buffers"].items() if k not in frozen}
+    return state
+
+
+def regenerate_weights(template: nn.Module, state: dict, weight_init: str) -> dict:
+    """A `ticket_state` with the frozen weights drawn again from their seeds (bitwise equal).
+
+    Each layer's std is recomputed as at conversion: Kaiming from the fan-in, or Pensia's stage
+    scales for redundant layers."""
+    buffers = dict(state["buffers"])
+    parents = {name: m for name, m in template.named_modules()}
+    for name, module in template.named_modules():
+        if not isinstance(module, SupermaskLayer):
+            continue
+        p = _prefix(name)
+        shape = tuple(module.weight.shape)
+        parent = parents.get(name.rpartition(".")[0])
+        if isinstance(module, RedFanOut):
+            std = kaiming_std(1)
+        elif isinstance(parent, RedLinear):
+            std = kaiming_std(parent.fan_out.weight.shape[0])
+        else:
+            std = kaiming_std(math.prod(shape[1:]))
+        seeds = buffers[p + "weight_seed"].tolist()
+        buffers[p + "weight"] = torch.stack([seeded_weight(shape, s, weight_init, std) for s in seeds])
+    return {**state, "buffers": buffers}
+
+
+# ---- masks as fixed masks (fine-tuning) and the sanity-check controls ------------------------
+
+def fixed_mask_state(stack: SupermaskStack, masks: Mapping[str, torch.Tensor] | None = None,
+                     weights: Mapping[str, torch.Tensor] | None = None) -> dict:
+    """The stack as ordinary networks (the same architecture before conversion): each scored
+    layer's frozen weights become trainable weights under its mask as a fixed mask
+    (`NetworkStack.set_masks`), BatchNorm statistics carried over. ``masks`` / ``weights`` (by
+    module name) replace the stack's own (the sanity-check controls)."""
+    masks = dict(masks or stack.layer_masks())
+    params, buffers, fixed = {}, {}, {}
+    layers = {name: m for name, m in stack.template.named_modules() if isinstance(m, SupermaskLayer)}
+    for name in layers:
+        p = _prefix(name)
+        params[p + "weight"] = (weights or {}).get(name, stack.buffers[p + "weight"]).detach().clone()
+        if name in masks:
+            fixed[p + "weight"] = masks[name].detach().clone()
+        bias = stack.params.get(p + "bias", stack.buffers.get(p + "bias"))
+        if bias is not None:
+            params[p + "bias"] = bias.detach().clone()
+    skip = ("weight", "weight_seed", "keep", "kept", "bias")
+    for key, value in stack.buffers.items():
+        module, _, leaf = key.rpartition(".")
+        if module in layers and leaf in skip:
+            continue
+        buffers[key] = value.detach().clone()
+    for key, value in stack.params.items():
+        module, _, leaf = key.rpartition(".")
+        if module not in layers:  # layers that were never converted train on as before
+            params[key] = value.detach().clone()
+    return {"params": params, "buffers": buffers, "masks": fixed}
+
+
+def shuffled_masks(masks: Mapping[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Each layer's mask permuted at random within the layer, per network: the same per-layer
+    density, a different mask (Frankle et al. 2021's layerwise shuffle)."""
+    out = {}
+    for name, mask in masks.items():
+        generator = torch.Generator().manual_seed(derive_seed("shuffle", seed, name))
+        flat = mask.flatten(1)
+        perms = torch.stack([torch.randperm(flat.shape[1], generator=generator) for _ in range(flat.shape[0])])
+        out[name] = torch.gather(flat, 1, perms.to(flat.device)).view_as(mask)
+    return out
+
+
+def inverted_masks(stack: SupermaskStack, masks: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Per layer, keep the weights of the *lowest* scores, as many as the mask keeps (score
+    inversion: disjoint from the mask wherever it keeps under half the layer)."""
+    masks = masks or stack.layer_masks()
+    out = {}
+    for name, mask in masks.items():
+        scores = stack.params[_prefix(name) + "scores"].detach().flatten(1)
+        kept = mask.flatten(1).sum(1).long()
+        n = scores.shape[1]
+        rank = torch.empty_like(scores, dtype=torch.long).scatter_(
+            1, scores.argsort(dim=1, stable=True), torch.arange(n, device=scores.device).expand(len(scores), n))
+        out[name] = (rank < kept[:, None]).to(mask.dtype).view_as(mask)
+    return out
+
+
+def reseeded_weights(stack: SupermaskStack, seed: int, weight_init: str) -> dict[str, torch.Tensor]:
+    """Fresh frozen weights of the same distribution for every supermask layer (the weight
+    reinitialisation control), by module name, drawn from new per-layer seeds."""
+    template_state = {"buffers": {k: (torch.tensor([derive_seed("reinit", seed, k, i) for i in range(stack.size)])
+                                      if k.endswith("weight_seed") else v)
+                                  for k, v in stack.buffers.items()}}
+    state = regenerate_weights(stack.template, template_state, weight_init)
+    return {name: state["buffers"][_prefix(name) + "weight"].to(stack.device)
+            for name, m in stack.template.named_modules() if isinstance(m, SupermaskLayer)}
+
+
+# ---- Gem-Miner's iterative freezing ----------------------------------------------------------
+
+def freezing_schedule(epochs: int, period: int, target: float) -> list[tuple[int, float]]:
+    """(epoch j, density bound e^{-c j}) every ``period`` epochs up to ``epochs``, c = ln(1/s)/E:
+    the bound reaches the target density s at the last epoch."""
+    target = pruning.validate_density(target)
+    if epochs < 1 or period < 1:
+        raise ValueError(f"need epochs >= 1 and a freezing period >= 1, got {epochs} and {period}")
+    c = math.log(1 / target) / epochs
+    points = list(range(period, epochs + 1, period))
+    if not points or points[-1] != epochs:
+        points.append(epochs)  # the last freeze lands on the target itself
+    return [(j, math.exp(-c * j)) for j in points]
+
+
+@torch.no_grad()
+def freeze_lowest(stack: SupermaskStack, bound: float) -> None:
+    """Zero for good the lowest scores of each network (all scored layers pooled), so that at
+    most ``keep_count(N, bound)`` scores stay free: their ``keep`` drops to 0."""
+    stack.project_scores()
+    layers = list(scored_layers(stack.template))
+    scores = torch.cat([stack.params[_prefix(n) + "scores"].flatten(1) for n in layers], dim=1)
+    keeps = torch.cat([stack.buffers[_prefix(n) + "keep"].flatten(1) for n in layers], dim=1)
+    n = scores.shape[1]
+    free = pruning.keep_count(n, bound)
+    ranked = torch.where(keeps > 0, scores, torch.full_like(scores, -1.0))  # frozen ones stay frozen
+    rank = torch.empty_like(ranked, dtype=torch.long).scatter_(
+        1, ranked.argsort(dim=1, stable=True), torch.arange(n, device=scores.device).expand(len(scores), n))
+    new_keep = (rank >= n - free).to(keeps.dtype) * keeps
+    start = 0
+    for name in layers:
+        p = _prefix(name)
+        size = stack.buffers[p + "keep"][0].numel()
+        stack.buffers[p + "keep"].copy_(new_keep[:, start:start + size].view_as(stack.buffers[p + "keep"]))
+        start += size
+    stack.project_scores()
