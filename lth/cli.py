@@ -34,21 +34,50 @@ def main(argv: list[str] | None = None) -> int:
     from lth.training import DivergedError, TrainConfig
     try:
         load(args.configs, profile=args.profile, bindings=args.binding)
+        rank, world, device = _distributed(args.device)
         if _binds("PaiConfig.experiment"):  # a pruning-at-init recipe (profiles never name the experiment)
-            experiment = pai.PaiExperiment(*pai.configs(), root=args.root, device=args.device)
+            if world > 1:
+                raise ValueError("pruning-at-init recipes run in one process; start them without torchrun")
+            experiment = pai.PaiExperiment(*pai.configs(), root=args.root, device=device)
         else:
-            experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=args.device)
+            experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=device, shard=(rank, world))
     except (ConfigError, ValueError, DatasetNotFound) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"run folder: {experiment.run.path}", flush=True)
+    if rank == 0:
+        print(f"run folder: {experiment.run.path}" + (f" ({world} processes, trials spread over them)"
+                                                      if world > 1 else ""), flush=True)
     try:
         metrics = experiment.run_all()
     except (CorruptCheckpoint, DivergedError) as err:  # finished levels stay in the run folder
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(level_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if world > 1:  # every shard's metrics are in the run folder once all processes arrive
+        import torch.distributed as dist
+        dist.barrier()
+        metrics = experiment.run.read_metrics()
+        dist.destroy_process_group()
+    if rank == 0:
+        print(level_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
+
+
+def _distributed(device: str) -> tuple[int, int, str]:
+    """(rank, world size, device) of this process: under torchrun each process takes a share of the
+    trials and, on GPUs, the GPU of its local rank."""
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    import torch
+    import torch.distributed as dist
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    dist.init_process_group("gloo")  # only a barrier at the end: the shards never exchange tensors
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
+    elif device == "auto":
+        device = "cpu"
+    return rank, world, device
 
 
 def _binds(parameter: str) -> bool:

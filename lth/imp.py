@@ -83,6 +83,8 @@ def _choose(what: str, value, valid: Sequence[str]) -> None:
 
 # Knobs that change memory or checkpoint cadence but never a result: left out of the run's hash.
 _NOT_HASHED = {"eval_batch_size", "checkpoint_every"}
+# Added after runs were stored: hashed only when set, so those runs keep their folders.
+_HASHED_WHEN_SET = {"precision": "fp32"}
 
 
 def operative_config(config, train_cfg: TrainConfig, skip: frozenset[str] = frozenset()) -> str:
@@ -92,7 +94,8 @@ def operative_config(config, train_cfg: TrainConfig, skip: frozenset[str] = froz
     lines = [f"{name}.{f.name} = {getattr(config, f.name)!r}" for f in dataclasses.fields(config)
              if f.name not in skip]
     lines += [f"TrainConfig.{f.name} = {getattr(train_cfg, f.name)!r}"
-              for f in dataclasses.fields(train_cfg) if f.name not in _NOT_HASHED]
+              for f in dataclasses.fields(train_cfg) if f.name not in _NOT_HASHED
+              and getattr(train_cfg, f.name) != _HASHED_WHEN_SET.get(f.name, object())]
     return "\n".join(lines) + "\n"
 
 
@@ -118,8 +121,18 @@ class Experiment:
 
     def __init__(self, config: ImpConfig, train_cfg: TrainConfig, *, root: str | Path = "runs",
                  device: str | torch.device = "auto", data: DataSplits | None = None,
-                 callbacks: Sequence = ()):
+                 callbacks: Sequence = (), shard: tuple[int, int] = (0, 1)):
         self.config, self.train_cfg = config, train_cfg
+        # Trials are independent chains: shard (rank, world) trains trials rank, rank + world, ...
+        # (one process per GPU under torchrun) and writes its own files into the shared run folder.
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard {shard}: need 0 <= rank < world")
+        self.trials = list(range(config.trials))[rank::world]
+        if not self.trials:
+            raise ValueError(f"shard {shard} has no trials: {config.trials} trials over {world} processes")
+        self.shard_suffix = "" if world == 1 else f"_shard{rank}of{world}"
+        self.is_lead = rank == 0
         self.callbacks = list(callbacks)  # called as f(iteration, stack) at every evaluation
         self.device = resolve_device(device)
         self.data = (data or load_splits(config.dataset, seed=config.split_seed)).to(self.device)
@@ -166,7 +179,7 @@ class Experiment:
         return derive_seed("data", self.config.seed, member.trial)
 
     def members(self, level: int) -> list[Member]:
-        trials = range(self.config.trials)
+        trials = self.trials
         out = [Member(t) for t in trials]
         if level > 0:
             if "reinit" in self.config.controls:
@@ -182,22 +195,24 @@ class Experiment:
         Finished levels are not reloaded: only the checkpoints that the first unfinished level
         needs (the dense level and the level before it) are read, so a store that holds only
         metrics (e.g. results copied back from a GPU machine) is complete as it is."""
-        keys = [f"level_{level:02d}" for level in range(self.num_levels)]
+        keys = [f"level_{level:02d}{self.shard_suffix}" for level in range(self.num_levels)]
         todo = [level for level, key in enumerate(keys) if not self.run.is_done(key)]
         if not todo:
             return self.run.read_metrics()
         started = time.time()
-        self.run.write_manifest(seed=self.config.seed, device=str(self.device),
-                                started_at=datetime.now(timezone.utc).isoformat(),
-                                levels=self.num_levels, densities=self.densities())
+        if self.is_lead:  # one writer for the shared manifest
+            self.run.write_manifest(seed=self.config.seed, device=str(self.device),
+                                    started_at=datetime.now(timezone.utc).isoformat(),
+                                    levels=self.num_levels, densities=self.densities())
         first = todo[0]
         dense = self._load_done(keys[0]) if first > 0 else None
         previous = self._load_done(keys[first - 1]) if first > 0 else None
         for level in range(first, self.num_levels):
             previous = self._train_level(level, keys[level], previous, dense)
             dense = previous if level == 0 else dense
-        self.run.write_manifest(finished_at=datetime.now(timezone.utc).isoformat(),
-                                wall_time_s=round(time.time() - started, 2))
+        if self.is_lead:
+            self.run.write_manifest(finished_at=datetime.now(timezone.utc).isoformat(),
+                                    wall_time_s=round(time.time() - started, 2))
         return self.run.read_metrics()
 
     def _load_done(self, key: str) -> dict:
@@ -209,7 +224,7 @@ class Experiment:
 
     def run_level(self, level: int, previous: dict | None, dense: dict | None) -> dict:
         """Train one level, or load it if it is done; returns the tickets' state after training."""
-        key = f"level_{level:02d}"
+        key = f"level_{level:02d}{self.shard_suffix}"
         if self.run.is_done(key):
             return self._load_done(key)
         return self._train_level(level, key, previous, dense)
@@ -219,7 +234,7 @@ class Experiment:
         members = self.members(level)
         if level == 0:
             stack = NetworkStack.build(self._model, [self.init_seed(m, 0) for m in members], self.device)
-            return members, stack, 0, stack.select(range(self.config.trials))
+            return members, stack, 0, stack.select(range(len(self.trials)))
         source = previous if self.config.strategy == "iterative" else dense  # what this level prunes
         masks = self._prune(source, level)
         stack = self._level_stack(level, members, self._rewind_state(source, dense), masks)
@@ -227,7 +242,7 @@ class Experiment:
         return members, stack, start, previous["init"]
 
     def _train_level(self, level: int, key: str, previous: dict | None, dense: dict | None) -> dict:
-        cfg, trials = self.config, self.config.trials
+        cfg, trials = self.config, len(self.trials)
         members, stack, start, init = self.level_stack(level, previous, dense)
         progress_key = f"{key}_progress"
         history, snapshot = train(
@@ -267,9 +282,9 @@ class Experiment:
                      masks: dict[str, torch.Tensor]) -> NetworkStack:
         parts = []
         for member in members:
-            t = member.trial
-            weights = {g: {n: v[t:t + 1] for n, v in rewound[g].items()} for g in ("params", "buffers")}
-            mask = {n: v[t:t + 1] for n, v in masks.items()}
+            t, p = member.trial, self.trials.index(member.trial)  # p: its row in this shard's states
+            weights = {g: {n: v[p:p + 1] for n, v in rewound[g].items()} for g in ("params", "buffers")}
+            mask = {n: v[p:p + 1] for n, v in masks.items()}
             if member.control == "reinit":
                 fresh = NetworkStack.from_models([self._model(self.init_seed(member, level))])
                 weights = {g: getattr(fresh, g) for g in ("params", "buffers")}
@@ -281,7 +296,7 @@ class Experiment:
                           "buffers": {n: v.to(self.device) for n, v in weights["buffers"].items()},
                           "masks": {n: v.to(self.device) for n, v in mask.items()}})
         stack = NetworkStack.from_states(self._template(), parts)
-        pruning.check_density({n: m[:self.config.trials] for n, m in stack.masks.items()}, self.targets[level])
+        pruning.check_density({n: m[:len(self.trials)] for n, m in stack.masks.items()}, self.targets[level])
         return stack
 
 

@@ -32,6 +32,14 @@ INITS = ("glorot_normal", "kaiming_normal", "kaiming_uniform", "default")
 KINDS = ("conv", "shortcut", "fc", "output")
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm that normalises in fp32 under bf16 autocast. Stacked (vmapped) batch norm rejects
+    bf16 inputs with fp32 running statistics; unstacked autocast runs batch norm in fp32 anyway."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float())
+
+
 # --------------------------------------------------------------------------- fully connected
 
 
@@ -156,12 +164,12 @@ class BasicBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, bn_affine: bool):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch, affine=bn_affine)
+        self.bn1 = BatchNorm2d(out_ch, affine=bn_affine)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch, affine=bn_affine)
+        self.bn2 = BatchNorm2d(out_ch, affine=bn_affine)
         # The name "shortcut" is what prunable_weights keys on.
         self.shortcut = (
-            nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch, affine=bn_affine))
+            nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), BatchNorm2d(out_ch, affine=bn_affine))
             if stride != 1 or in_ch != out_ch
             else nn.Identity()
         )
@@ -190,7 +198,7 @@ class CifarResNet(nn.Module):
             raise ValueError(f"CIFAR ResNet depth must be 6D+2, got {depth}")
         blocks_per_stage = (depth - 2) // 6
         self.conv = nn.Conv2d(input_shape[0], width, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(width, affine=bn_affine)
+        self.bn = BatchNorm2d(width, affine=bn_affine)
         blocks, in_ch = [], width
         for stage in range(3):
             out_ch = width * 2**stage
@@ -234,7 +242,7 @@ class CifarVGG(nn.Module):
                 self._pool_after[-1] = True
                 continue
             convs.append(nn.Conv2d(in_ch, entry, 3, padding=1, bias=False))
-            bns.append(nn.BatchNorm2d(entry, affine=bn_affine))
+            bns.append(BatchNorm2d(entry, affine=bn_affine))
             self._pool_after.append(False)
             in_ch = entry
         self.conv = nn.ModuleList(convs)

@@ -11,6 +11,7 @@ the early-stop iteration (minimum validation loss) is derived afterwards, never 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from lth.engine import NetworkStack
 from lth.schedules import lr_at, parse_steps
 
 OPTIMIZERS = ("adam", "sgd")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 class DivergedError(RuntimeError):
@@ -49,10 +51,13 @@ class TrainConfig:
     eval_every: str | int = 100
     eval_batch_size: int = 2000  # memory only: conv activations of many networks add up
     checkpoint_every: str | int = 5000  # a checkpoint holds every network's weights and moments: not too often
+    precision: str = "fp32"  # tf32: matmuls on TF32 tensor cores; bf16: autocast too (see matmul_precision)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
@@ -117,67 +122,104 @@ def use_cuda_graphs(device: torch.device) -> bool:
     return device.type == "cuda" and os.environ.get("LTH_CUDA_GRAPHS", "1") != "0"
 
 
-class TrainStep:
-    """One optimiser step of every network in the stack, from device-resident batches.
+GRAPH_STEPS = 100  # most steps captured in one CUDA graph: one launch instead of 100 (a LeNet step is ~100 µs)
 
-    The step reads its batch from fixed buffers, so the same body runs eagerly (CPU, and the
-    first iterations on a GPU) or is captured once as a CUDA graph and replayed: one launch per
-    step instead of hundreds, with identical arithmetic."""
+
+class TrainStep:
+    """Optimiser steps of every network in the stack, from device-resident batches.
+
+    Steps run in chunks of ``chunk`` consecutive steps whose batch indices and learning rates
+    are filled into fixed device buffers before the chunk starts, so the same body runs eagerly
+    (CPU, and the first steps on a GPU) or is captured as a CUDA graph and replayed with
+    identical arithmetic: on a GPU one launch per chunk instead of hundreds of kernel launches
+    per step. Augmented data (drawn on the host side of the graph) goes one step at a time."""
 
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
 
     def __init__(self, stack: NetworkStack, data: DataSplits, optimizer: torch.optim.Optimizer,
-                 seeds: Sequence[int], batch_size: int, graphed: bool):
+                 seeds: Sequence[int], batch_size: int, graphed: bool, chunk: int = 1, precision: str = "fp32"):
         self.stack, self.data, self.optimizer = stack, data, optimizer
         self.seeds, self.batch_size = list(seeds), batch_size
-        self.graphed, self.graph, self.eager_steps = graphed, None, 0
-        self.epoch, self.batches = None, None
+        self.graphed, self.graphs, self.eager_steps = graphed, {}, 0
+        self.chunk = 1 if data.augment else max(1, chunk)
+        self.autocast = precision == "bf16"
+        self.per_epoch = steps_per_epoch(len(data.train), batch_size)
+        self.epoch, self.batches, self.lrs = None, None, None
         device = stack.device
-        self.idx = torch.zeros(stack.size, batch_size, dtype=torch.long, device=device)
+        self.plan = torch.zeros(self.chunk, stack.size, batch_size, dtype=torch.long, device=device)
+        self.lr_plan = torch.zeros(self.chunk, device=device)
         self.x = torch.zeros(stack.size, batch_size, *data.input_shape, device=device) if data.augment else None
         self.running = torch.zeros(stack.size, device=device)  # training loss summed since it was last read
 
     def __call__(self, iteration: int, lr: float) -> None:
-        epoch, j = divmod(iteration, steps_per_epoch(len(self.data.train), self.batch_size))
-        if epoch != self.epoch:
-            self.epoch = epoch
-            self.batches = epoch_batches(len(self.data.train), self.batch_size, self.seeds, epoch, self.stack.device)
-        self.idx.copy_(self.batches[j])
-        if self.data.augment:  # one generator per network keeps its stream independent of the stack
-            x = self.data.train.x[self.idx]
-            self.x.copy_(torch.stack([augment_cifar(x[m], _generator(augment_seed(s, iteration), x.device))
-                                      for m, s in enumerate(self.seeds)]))
-        for group in self.optimizer.param_groups:
-            if torch.is_tensor(group["lr"]):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
-        self.stack.train(True)
-        if self.graph is not None:
-            self.graph.replay()
-        elif self.graphed and self.eager_steps >= self.WARMUP:
-            self._capture()
-            self.graph.replay()
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._body()
-            self.eager_steps += 1
+        self.run(iteration, [lr])
 
-    def _body(self) -> None:
-        x = self.x if self.data.augment else self.data.train.x[self.idx]
-        logits = self.stack(x)
-        losses = F.cross_entropy(logits.transpose(1, 2), self.data.train.y[self.idx], reduction="none").mean(1)
+    def run(self, start: int, lrs: Sequence[float]) -> None:
+        """Steps ``start, start + 1, ...`` with learning rates ``lrs`` (one per step)."""
+        done = 0
+        while done < len(lrs):
+            count = self.chunk if len(lrs) - done >= self.chunk else 1
+            self._prepare(start + done, lrs[done:done + count])
+            self._launch(count)
+            done += count
+
+    def _prepare(self, start: int, lrs: Sequence[float]) -> None:
+        """Fill the batch-index and learning-rate buffers for steps ``start .. start+len(lrs)-1``."""
+        filled = 0
+        while filled < len(lrs):
+            epoch, j = divmod(start + filled, self.per_epoch)
+            if epoch != self.epoch:
+                self.epoch = epoch
+                self.batches = epoch_batches(len(self.data.train), self.batch_size, self.seeds, epoch, self.stack.device)
+            take = min(len(lrs) - filled, self.per_epoch - j)
+            self.plan[filled:filled + take].copy_(self.batches[j:j + take])
+            filled += take
+        if self.data.augment:  # one generator per network keeps its stream independent of the stack
+            x = self.data.train.x[self.plan[0]]
+            self.x.copy_(torch.stack([augment_cifar(x[m], _generator(augment_seed(s, start), x.device))
+                                      for m, s in enumerate(self.seeds)]))
+        lrs = list(lrs)
+        if self.graphed and lrs != self.lrs:  # schedules are mostly flat: copy (a host sync) only on change
+            self.lr_plan[:len(lrs)].copy_(torch.tensor(lrs))
+        self.lrs = lrs
+
+    def _launch(self, count: int) -> None:
+        self.stack.train(True)
+        if count in self.graphs:
+            self.graphs[count].replay()
+        elif self.graphed and self.eager_steps >= self.WARMUP:
+            self._capture(count)
+            self.graphs[count].replay()
+        else:
+            for k in range(count):
+                self._body(k)
+            self.eager_steps += count
+
+    def _body(self, k: int) -> None:
+        for group in self.optimizer.param_groups:
+            if self.graphed:  # a captured optimiser reads its learning rate from this tensor
+                group["lr"].copy_(self.lr_plan[k])
+            else:
+                group["lr"] = self.lrs[k]
+        self.optimizer.zero_grad(set_to_none=True)  # inside a graph: fresh gradients, never accumulated
+        idx = self.plan[k]
+        x = self.x if self.data.augment else self.data.train.x[idx]
+        with torch.autocast(self.stack.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.stack(x)
+        losses = F.cross_entropy(logits.float().transpose(1, 2), self.data.train.y[idx], reduction="none").mean(1)
         losses.sum().backward()  # networks are independent: each gets its own gradient
         self.stack.mask_gradients()
         self.optimizer.step()
         self.running += losses.detach()
 
-    def _capture(self) -> None:
+    def _capture(self, count: int) -> None:
         torch.cuda.synchronize()
         self.optimizer.zero_grad(set_to_none=True)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._body()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for k in range(count):
+                self._body(k)
+        self.graphs[count] = graph
 
     def take_running_loss(self) -> torch.Tensor:
         value = self.running.clone()
@@ -186,17 +228,55 @@ class TrainStep:
 
 
 @torch.no_grad()
-def evaluate(stack: NetworkStack, split: Split, batch_size: int = 2000) -> dict[str, torch.Tensor]:
+def evaluate(stack: NetworkStack, split: Split, batch_size: int = 2000, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Mean loss and accuracy of every network on a whole split: {'loss': (M,), 'accuracy': (M,)}."""
     stack.train(False)
     loss = torch.zeros(stack.size, device=stack.device)
     correct = torch.zeros(stack.size, device=stack.device)
     for start in range(0, len(split), batch_size):
         x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
-        logits = stack(x, shared_input=True)  # (M, B, C)
+        with torch.autocast(stack.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = stack(x, shared_input=True).float()  # (M, B, C)
         loss += F.cross_entropy(logits.transpose(1, 2), y.expand(stack.size, -1), reduction="none").sum(1)
         correct += (logits.argmax(-1) == y).sum(1)
     return {"loss": loss / len(split), "accuracy": correct / len(split)}
+
+
+class Evaluator:
+    """``evaluate`` for one stack; on a GPU each split's whole pass is captured once as a CUDA graph
+    (the validation and test sets are fixed tensors, evaluated hundreds of times per training)."""
+
+    def __init__(self, stack: NetworkStack, batch_size: int, graphed: bool, precision: str = "fp32"):
+        self.stack, self.batch_size, self.graphed, self.precision = stack, batch_size, graphed, precision
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
+
+    def __call__(self, split: Split, graph: bool = True) -> dict[str, torch.Tensor]:
+        run = lambda: evaluate(self.stack, split, self.batch_size, self.precision)
+        if not (self.graphed and graph):
+            return run()
+        key = id(split)
+        if key not in self.graphs:
+            run()  # warm up outside the capture
+            torch.cuda.synchronize()
+            captured = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(captured):
+                outputs = run()
+            self.graphs[key] = (captured, outputs)
+        captured, outputs = self.graphs[key]
+        captured.replay()
+        return {name: value.clone() for name, value in outputs.items()}
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str):
+    """fp32 keeps PyTorch's defaults (full-precision matmuls; convolutions on GPUs already use TF32);
+    tf32 and bf16 let matmuls use TF32 tensor cores, bf16 autocasts the forward pass as well."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest" if precision == "fp32" else "high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def quiet() -> bool:
@@ -215,6 +295,15 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
     to ``checkpoint``. ``snapshot_at`` returns a copy of the weights taken at that iteration
     (weight rewinding). Returns the evaluation history and that snapshot (or None).
     """
+    with matmul_precision(cfg.precision):
+        return _train(stack, data, cfg, data_seeds=data_seeds, start=start, labels=labels, resume=resume,
+                      checkpoint=checkpoint, callbacks=callbacks, snapshot_at=snapshot_at, desc=desc)
+
+
+def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds: Sequence[int], start: int,
+           labels: Sequence[str] | None, resume: dict | None, checkpoint: Callable[[dict], None] | None,
+           callbacks: Sequence[Callable[[int, NetworkStack], None]], snapshot_at: int | None,
+           desc: str) -> tuple[History, dict | None]:
     if len(data_seeds) != stack.size:
         raise ValueError(f"{len(data_seeds)} data seeds for a stack of {stack.size} networks")
     labels = list(labels) if labels is not None else [f"network {i}" for i in range(stack.size)]
@@ -231,17 +320,19 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
         snapshot, iteration = resume["snapshot"], resume["iteration"]
     if snapshot_at is not None and snapshot_at == iteration and snapshot is None:
         snapshot = stack.state()
-    step = TrainStep(stack, data, optimizer, data_seeds, cfg.batch_size, graphed)
+    step = TrainStep(stack, data, optimizer, data_seeds, cfg.batch_size, graphed,
+                     chunk=min(GRAPH_STEPS, steps.eval_every), precision=cfg.precision)
+    evaluator = Evaluator(stack, cfg.eval_batch_size, graphed, cfg.precision)
 
     def record(it: int, steps_since: int) -> None:
         metrics = {}
         for name, split in (("val", data.val), ("test", data.test)):
-            for metric, value in evaluate(stack, split, cfg.eval_batch_size).items():
+            for metric, value in evaluator(split).items():
                 metrics[f"{name}/{metric}"] = value
         if steps_since:
             metrics["train/batch_loss"] = step.take_running_loss() / steps_since
-        if it == steps.total:
-            for metric, value in evaluate(stack, data.train, cfg.eval_batch_size).items():
+        if it == steps.total:  # once per training: not worth a graph's memory
+            for metric, value in evaluator(data.train, graph=False).items():
                 metrics[f"train/{metric}"] = value
         finite = torch.isfinite(metrics["val/loss"])
         if not bool(finite.all()):
@@ -258,10 +349,15 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
                unit="it", leave=False)
     steps_since = 0
     while iteration < steps.total:
-        step(iteration, lr_at(iteration, lr=cfg.lr, total=steps.total, schedule=cfg.schedule,
-                              milestones=steps.milestones, gamma=cfg.gamma, warmup=steps.warmup))
-        steps_since += 1
-        iteration += 1
+        # Run up to the next evaluation (or the rewinding snapshot) in one go: a few graph launches.
+        stop = min(steps.total, (iteration // steps.eval_every + 1) * steps.eval_every)
+        if snapshot_at is not None and iteration < snapshot_at < stop:
+            stop = snapshot_at
+        step.run(iteration, [lr_at(i, lr=cfg.lr, total=steps.total, schedule=cfg.schedule,
+                                   milestones=steps.milestones, gamma=cfg.gamma, warmup=steps.warmup)
+                             for i in range(iteration, stop)])
+        steps_since += stop - iteration
+        iteration = stop
         if snapshot_at is not None and iteration == snapshot_at:
             snapshot = stack.state()
         if iteration % steps.eval_every == 0 or iteration == steps.total:

@@ -1,5 +1,6 @@
 """gin recipes, profiles, bad bindings, and the command-line entry point on real MNIST."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,18 @@ def test_cli_missing_data_set_says_where_it_looked(tmp_path):
     result = lth_cli("run", "lth_conv2", "--root", str(tmp_path), cwd=REPO, LTH_DATA=str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cifar10" in result.stderr and str(tmp_path / "nowhere") in result.stderr
+
+
+def test_torchrun_spreads_trials_over_processes(tmp_path):
+    """Two CPU processes under torchrun: each trains its trials, the lead prints every trial's levels."""
+    env = {**os.environ, "LTH_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "lth",
+            "run", "lth_lenet300", "--profile", "smoke", "-b", "ImpConfig.trials = 2", "-b", "ImpConfig.dataset = 'synthetic'",
+            "--root", str(tmp_path), "--device", "cpu"]
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = find_runs(tmp_path, "lth_lenet300")
+    metrics = pd.concat(map(pd.read_csv, (run.path / "metrics").glob("*.csv")))
+    assert sorted(metrics.trial.unique()) == [0, 1]
+    assert result.stdout.count("run folder:") == 1 and "2 processes" in result.stdout
+    assert sorted(metrics.groupby("trial")["level"].nunique()) == [3, 3]

@@ -135,3 +135,24 @@ def test_mask_of_wrong_shape_is_rejected():
         stack.set_masks({"fc.0.weight": torch.ones(1, 3, 3)})
     with pytest.raises(KeyError, match="non-prunable"):
         stack.set_masks({"fc.0.bias": torch.ones_like(stack.params["fc.0.bias"])})
+
+
+@pytest.mark.parametrize("chunk", [4, 100])
+def test_steps_in_chunks_equal_steps_one_at_a_time(synthetic, monkeypatch, chunk):
+    """Chunks (one CUDA graph each on a GPU) cross epoch boundaries, lr changes and the snapshot."""
+    import lth.training
+    cfg = TrainConfig(iterations=37, batch_size=30, optimizer="sgd", lr=0.1, momentum=0.9, schedule="cosine",
+                      warmup=6, eval_every=10)
+    results = []
+    for steps in (1, chunk):
+        monkeypatch.setattr(lth.training, "GRAPH_STEPS", steps)
+        stack = make_stack([1, 2])
+        history, snapshot = train(stack, synthetic, cfg, data_seeds=[3, 4], snapshot_at=13)
+        results.append((stack.state()["params"], history, snapshot))
+    (one, history_one, snap_one), (chunked, history_chunked, snap_chunked) = results
+    assert history_one.iterations == history_chunked.iterations == [0, 10, 20, 30, 37]
+    for n in one:
+        assert torch.equal(one[n], chunked[n]), n
+        assert torch.equal(snap_one["params"][n], snap_chunked["params"][n]), n
+    for key in history_one.values:
+        assert torch.equal(history_one.series(key), history_chunked.series(key)), key
