@@ -7,10 +7,14 @@
 (c) lth with M networks stacked, M in --stacks.
 
 LeNet-300-100 on real MNIST (batch 60); Conv-2 (batch 60) and ResNet-20 (batch 128, SGD) on
-CIFAR-shaped synthetic data. Prints a markdown table and writes it (plus JSON) to --out.
+CIFAR-shaped synthetic data. With --protocol, also the end-to-end wall time of the LeNet-300-100
+paper protocol (5 trials, 21 levels down to 1.2% remaining, 3 reinitialisations per ticket, 50K
+iterations, evaluation every 100) run through `lth.imp.Experiment` into a fresh result store,
+beside the conventional loop's time for the same network-iterations at its measured rate.
+Prints a markdown table and writes it (plus JSON) to --out.
 
-    python benchmarks/throughput.py --out benchmarks/results/h100      # on a GPU
-    python benchmarks/throughput.py --quick --device cpu               # a few steps, to check it runs
+    python benchmarks/throughput.py --protocol --out benchmarks/results/h100   # on a GPU
+    python benchmarks/throughput.py --quick --device cpu                      # a few steps, to check it runs
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from lth.data import load_splits
 from lth.engine import NetworkStack
 from lth.models import build_model, prunable_weights
-from lth.training import TrainConfig, TrainStep, make_optimizer, use_cuda_graphs
+from lth.training import GRAPH_STEPS, PRECISIONS, TrainConfig, TrainStep, make_optimizer, matmul_precision, use_cuda_graphs
 
 WORKLOADS = {  # model, data set, batch, optimizer, learning rate
     "lenet300": ("lenet300", "mnist", 60, "adam", 1.2e-3),
@@ -120,7 +125,8 @@ def time_conventional(workload: str, device: torch.device, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def time_lth(workload: str, device: torch.device, stack_size: int, steps: int) -> tuple[float, float]:
+def time_lth(workload: str, device: torch.device, stack_size: int, steps: int,
+             precision: str = "fp32") -> tuple[float, float]:
     """(steps per second, peak device memory in GiB) for a stack of ``stack_size`` networks."""
     model_name, data_name, batch, opt_name, lr = WORKLOADS[workload]
     data = (load_splits("mnist") if data_name == "mnist" else
@@ -133,17 +139,46 @@ def time_lth(workload: str, device: torch.device, stack_size: int, steps: int) -
     cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9, weight_decay=1e-4 if opt_name == "sgd" else 0)
     graphed = use_cuda_graphs(device)
     step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg, graphed),
-                     list(range(stack_size)), batch, graphed)
-    for i in range(10):
-        step(i, lr)
-    _sync(device)
-    start = time.perf_counter()
-    for i in range(10, 10 + steps):
-        step(i, lr)
-    _sync(device)
+                     list(range(stack_size)), batch, graphed, chunk=GRAPH_STEPS, precision=precision)
+    with matmul_precision(precision):
+        step.run(0, [lr] * (GRAPH_STEPS + 10))  # warm-up and capture
+        _sync(device)
+        start = time.perf_counter()
+        step.run(GRAPH_STEPS + 10, [lr] * steps)
+        _sync(device)
     rate = steps / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return rate, peak
+
+
+PROTOCOL = ["ImpConfig.trials = 5", "ImpConfig.reinits = 3", "ImpConfig.controls = ('reinit',)",
+            "TrainConfig.precision = 'tf32'"]
+
+
+def time_protocol(device: torch.device, bindings: list[str], out: Path | None) -> dict:
+    """Wall time, peak memory and network-iterations of the LeNet-300-100 paper protocol, end to end;
+    its per-network summary goes to out/protocol_networks.csv (to compare with other runs of it)."""
+    from lth.analysis import per_network
+    from lth.config import load
+    from lth.imp import Experiment, ImpConfig
+    load(["lth_lenet300"], profile="paper", bindings=bindings)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as root:
+        experiment = Experiment(ImpConfig(), TrainConfig(), root=root, device=device)
+        metrics = experiment.run_all()
+    wall = time.perf_counter() - start
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        per_network(metrics).to_csv(out / "protocol_networks.csv", index=False)
+    networks = metrics.groupby(["level", "control", "trial", "replicate"]).ngroups
+    total = experiment.steps.total
+    tickets = metrics[(metrics.control == "none") & (metrics.split == "test") & (metrics.metric == "accuracy")]
+    final = tickets[tickets.iteration == total].groupby("level").value.mean()
+    return dict(wall_s=wall, networks=networks, network_iterations=networks * total, levels=experiment.num_levels,
+                peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
+                final_test_accuracy_by_level=[round(100 * v, 2) for v in final.tolist()], bindings=bindings)
 
 
 def _sync(device):
@@ -156,8 +191,12 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--stacks", nargs="+", type=int, default=[1, 5, 20, 100])
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=list(PRECISIONS),
+                        help="lth rows for each (tf32: TF32 matmuls; bf16: autocast)")
     parser.add_argument("--seconds", type=float, default=10.0, help="rough time per measurement")
     parser.add_argument("--quick", action="store_true", help="a handful of steps: checks that it runs")
+    parser.add_argument("--protocol", action="store_true", help="also time the LeNet-300-100 paper protocol end to end")
+    parser.add_argument("-b", "--binding", action="append", default=[], help="extra gin binding for --protocol")
     parser.add_argument("--out", type=Path, help="folder for results.md and results.json")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -167,26 +206,44 @@ def main(argv=None) -> None:
         steps_for = lambda rate: probe if args.quick else max(probe, int(rate * args.seconds))
         base = time_conventional(workload, device, probe)
         base = time_conventional(workload, device, steps_for(base)) if not args.quick else base
-        rows.append(dict(workload=workload, method="conventional loop", networks=1, steps_per_s=base,
+        rows.append(dict(workload=workload, method="conventional loop", networks=1, precision="fp32", steps_per_s=base,
                          network_its_per_s=base, peak_gib=float("nan"), ratio=1.0))
         print(rows[-1], flush=True)
-        for m in args.stacks:
-            rate, _ = time_lth(workload, device, m, probe)
-            rate, peak = time_lth(workload, device, m, steps_for(rate))
-            rows.append(dict(workload=workload, method="lth" if m == 1 else "lth stacked", networks=m,
-                             steps_per_s=rate, network_its_per_s=rate * m, peak_gib=peak, ratio=rate * m / base))
-            print(rows[-1], flush=True)
+        for precision in args.precisions:
+            for m in args.stacks:
+                rate, _ = time_lth(workload, device, m, probe, precision)
+                rate, peak = time_lth(workload, device, m, steps_for(rate), precision)
+                rows.append(dict(workload=workload, method="lth" if m == 1 else "lth stacked", networks=m,
+                                 precision=precision, steps_per_s=rate, network_its_per_s=rate * m, peak_gib=peak,
+                                 ratio=rate * m / base))
+                print(rows[-1], flush=True)
+    protocol = None
+    if args.protocol:
+        protocol = time_protocol(device, PROTOCOL + args.binding, args.out)
+        print(protocol, flush=True)
     header = (f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}; "
               f"torch {torch.__version__}; CUDA graphs {'on' if use_cuda_graphs(device) else 'off'}")
-    table = [header, "", "| workload | method | networks | steps/s | network-it/s | peak GiB | vs conventional |",
-             "|---|---|---|---|---|---|---|"]
-    table += [f"| {r['workload']} | {r['method']} | {r['networks']} | {r['steps_per_s']:.0f} | "
+    table = [header, "", "| workload | method | precision | networks | steps/s | network-it/s | peak GiB | vs conventional |",
+             "|---|---|---|---|---|---|---|---|"]
+    table += [f"| {r['workload']} | {r['method']} | {r['precision']} | {r['networks']} | {r['steps_per_s']:.0f} | "
               f"{r['network_its_per_s']:.0f} | {r['peak_gib']:.2f} | {r['ratio']:.1f}x |" for r in rows]
+    if protocol:
+        conventional = next((r["steps_per_s"] for r in rows if r["workload"] == "lenet300" and r["networks"] == 1
+                             and r["method"] == "conventional loop"), None)
+        table += ["", f"LeNet-300-100 paper protocol end to end ({'; '.join(protocol['bindings'])}): "
+                  f"{protocol['levels']} levels, {protocol['networks']} networks, "
+                  f"{protocol['network_iterations'] / 1e6:.2f}M network-iterations in {protocol['wall_s']:.0f} s "
+                  f"({protocol['network_iterations'] / protocol['wall_s']:,.0f} network-it/s), peak {protocol['peak_gib']:.2f} GiB"]
+        if conventional:
+            hours = protocol["network_iterations"] / conventional / 3600
+            table[-1] += (f"; the conventional loop at its measured {conventional:.0f} it/s: {hours:.1f} h "
+                          f"({hours * 3600 / protocol['wall_s']:.0f}x longer)")
     print("\n".join(table))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.md").write_text("\n".join(table) + "\n")
-        (args.out / "results.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2))
+        (args.out / "results.json").write_text(json.dumps({"header": header, "rows": rows, "protocol": protocol},
+                                                          indent=2))
 
 
 if __name__ == "__main__":
