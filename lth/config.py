@@ -44,6 +44,7 @@ def load(configs: Sequence[str | Path], *, profile: str | None = None, bindings:
     Each piece is parsed on its own, so an error names the file or the binding at fault."""
     import lth.imp  # noqa: F401  (registers the configurables before parsing)
     import lth.pai  # noqa: F401  (PaiConfig: the profiles bind it too)
+    import lth.strong  # noqa: F401  (the strong-ticket configs: the profiles bind them too)
     import lth.subsetsum_experiment  # noqa: F401  (SubsetSumConfig: the profiles bind it too)
     gin.clear_config()
     files = [resolve(c) for c in configs] + ([profile_path(profile)] if profile else [])
@@ -65,6 +66,7 @@ def configurables_help() -> str:
     import dataclasses
     from lth.imp import ImpConfig
     from lth.pai import PaiConfig
+    from lth.strong import SCOPES
     from lth.training import TrainConfig
     return "\n".join(f"  {cls.__name__}: {', '.join(f.name for f in dataclasses.fields(cls))}"
-                     for cls in (ImpConfig, PaiConfig, TrainConfig))
+                     for cls in (ImpConfig, PaiConfig, *SCOPES, TrainConfig))

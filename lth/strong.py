@@ -241,7 +241,12 @@ def matched_widths(name: str, data: DataSplits, target: int) -> tuple[int, ...]:
     """Hidden widths scaled by one common factor so that the fc weights come closest to ``target``
     (Pensia's Wide nets: the redundant net's parameter count; 2508 for FC 784-500-10)."""
     base = PENSIA_WIDTHS[name]
-    count = lambda scale: fc_weights(pensia_network(name, data, [max(1, round(w * scale)) for w in base]))
+    first = pensia_network(name, data).fc[0].in_features
+
+    def count(scale: float) -> int:
+        sizes = [first, *(max(1, round(w * scale)) for w in base), data.num_classes]
+        return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
     low, high = 1.0, 64.0
     for _ in range(60):  # the count grows with the scale: bisect
         mid = (low + high) / 2
@@ -605,3 +610,164 @@ def epochs_to(metrics: pd.DataFrame, accuracy: float = 0.95, split: str = "val")
                      f"epochs_to_{round(100 * accuracy)}": reached.iteration.iloc[0] / steps if len(reached) else math.nan,
                      "epochs_to_best": best.iteration / steps, f"best_{split}_accuracy": best.value})
     return pd.DataFrame(rows)
+
+
+# ---- notebooks: run or explain, figures ------------------------------------------------------
+
+LABELS = {"signed_constant": "edge-popup, signed Kaiming constant", "kaiming_normal": "edge-popup, Kaiming normal",
+          DENSE: "dense, weights trained", "red": "redundant (r paths per weight), edge-popup",
+          "wide": "wide (as many weights), edge-popup", GEM_BEFORE_FINETUNE: "Gem-Miner before fine-tuning",
+          GEM: "Gem-Miner fine-tuned", "shuffle": "layerwise mask shuffle, fine-tuned",
+          "reinit": "weights reinitialised, fine-tuned", "invert": "scores inverted, fine-tuned",
+          "gated": "gates on seeded random weights", "baseline": "trained normally",
+          "lenet300": "LeNet-300-100", "conv2": "Conv-2", "conv4": "Conv-4", "conv6": "Conv-6",
+          "fc2": "2-layer FC (500 hidden)", "fc4": "4-layer FC (500-500-500 hidden)", "lenet5": "LeNet-5 (frozen random convs)",
+          "resnet20": "ResNet-20", "mlp": "MLP (512-256-128 hidden)", "cnn": "CNN conv32-conv64-fc128"}
+
+
+def label(value) -> str:
+    return LABELS.get(value, str(value))
+
+
+def _outcome_type():
+    from lth.notebook import Outcome
+
+    @dataclass
+    class StrongOutcome(Outcome):
+        """A strong-ticket experiment as a notebook sees it."""
+        networks_run: tuple = ()
+
+        def describe(self) -> str:
+            if not self.ran:
+                return super().describe()
+            note = {"paper": "", "smoke": " The **smoke** profile only exercises the code: its numbers measure nothing."}
+            extra = note.get(self.profile, f" The **{self.profile}** profile is smaller than the paper's protocol: "
+                                           "its numbers indicate, they do not settle.")
+            controls = ", ".join(label(c) for c in dict.fromkeys(self.networks.control))
+            return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: {self.trials} "
+                    f"trial{'s' * (self.trials != 1)}, {self.iterations:,} score-training iterations per run; "
+                    f"networks {', '.join(label(n) for n in self.networks_run)}; {controls}. "
+                    f"Results in `{self.run_path}`.{extra}")
+
+    return StrongOutcome
+
+
+def run_strong_experiment(config: str, profile: str, bindings=(), root: str | Path = "runs", device: str = "auto"):
+    """`lth.notebook.run_experiment` for a strong-ticket recipe: the outcome, or why it did not run."""
+    from lth.config import load
+    from lth.notebook import _run, as_bindings, resolve_path
+
+    load([config])
+    config_type = config_type_bound()
+    if config_type is None:
+        raise ValueError(f"recipe {config!r} binds none of {', '.join(t.__name__ for t in SCOPES)}")
+    recipe_dataset = config_type().dataset
+    load([config], profile=profile, bindings=as_bindings(bindings))
+    cfg, scores_cfg, weights_cfg = configs(config_type)
+    networks = getattr(cfg, "networks", None) or (cfg.model,)
+    common = {"dataset": cfg.dataset, "experiment": cfg.experiment, "profile": profile,
+              "config_text": operative_config(cfg, scores_cfg, weights_cfg), "trials": cfg.trials,
+              "recipe_dataset": recipe_dataset, "networks_run": tuple(networks)}
+    return _run(_outcome_type(), lambda: make_experiment(cfg, scores_cfg, weights_cfg, root=resolve_path(root),
+                                                          device=device), scores_cfg, common)
+
+
+def _mean_band(ax, frame: pd.DataFrame, x: str, y: str, name: str, **style) -> None:
+    stats = frame.groupby("level").agg(x=(x, "mean"), mean=(y, "mean"), low=(y, "min"), high=(y, "max"),
+                                       runs=(y, "size")).sort_values("x")
+    line, = ax.plot(stats.x, 100 * stats["mean"], label=f"{name} (n={stats.runs.max()})", markersize=4, **style)
+    ax.fill_between(stats.x, 100 * stats.low, 100 * stats.high, color=line.get_color(), alpha=0.15, linewidth=0)
+
+
+def edgepopup_figure(networks: pd.DataFrame, title: str, column: str = "final_test_accuracy"):
+    """Per network: test accuracy against percent of weights kept, one line per weight init,
+    the dense trained network as a dashed line."""
+    from lth import figures
+    names = list(dict.fromkeys(networks.experiment))
+    fig, axes = figures.subplots(len(names))
+    for ax, name in zip(axes[0], names):
+        rows = networks[networks.experiment == name]
+        figures.plot_vs_density(ax, rows[rows.control != DENSE], column)
+        dense = rows[rows.control == DENSE]
+        if not dense.empty:
+            ax.axhline(100 * dense[column].mean(), color="black", linestyle="--",
+                       label=f"{label(DENSE)} (n={len(dense)})")
+        handles, texts = ax.get_legend_handles_labels()
+        ax.legend(handles, [_relabel(t) for t in texts], fontsize=8)
+        ax.set_title(label(name), fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
+def _relabel(text: str) -> str:
+    head, sep, tail = text.partition(" (n=")
+    return f"{label(head)}{sep}{tail}"
+
+
+def pensia_figure(networks: pd.DataFrame, title: str, paper_points: dict | None = None,
+                  column: str = "final_test_accuracy"):
+    """Per network: test accuracy against remaining weights (log), redundant vs wide, the dense
+    trained target as a black dot; the paper's figure read-outs as stars."""
+    from lth import figures
+    names = list(dict.fromkeys(networks.experiment))
+    fig, axes = figures.subplots(len(names))
+    for ax, name in zip(axes[0], names):
+        rows = networks[networks.experiment == name]
+        for i, (control, part) in enumerate((c, p) for c, p in rows.groupby("control", sort=False) if c != DENSE):
+            _mean_band(ax, part, "remaining_weights", column, label(control), marker=figures.MARKERS[i], color=f"C{i}")
+        dense = rows[rows.control == DENSE]
+        if not dense.empty:
+            ax.plot(dense.remaining_weights.mean(), 100 * dense[column].mean(), "o", color="black", markersize=7,
+                    label=f"{label(DENSE)} (n={len(dense)})")
+        if paper_points and name in paper_points:
+            for (variant, weights), accuracy in paper_points[name].items():
+                ax.plot(weights, accuracy, "*", markersize=11, color="C0" if variant == "red" else
+                        ("C1" if variant == "wide" else "black"), markeredgecolor="black", linestyle="none")
+            ax.plot([], [], "*", color="grey", markeredgecolor="black", markersize=11, linestyle="none",
+                    label="paper's figure (read off, ±2 pp)")
+        ax.set_xscale("log")
+        ax.set_xlabel("Remaining weights (count)")
+        ax.set_ylabel("Test accuracy (%)")
+        ax.set_title(label(name), fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def bar_figure(networks: pd.DataFrame, title: str, order: Sequence[str], column: str = "final_test_accuracy"):
+    """One bar per control (mean over trials, min/max whiskers), in ``order``."""
+    from lth import figures
+    fig, axes = figures.subplots(1, width=7.5)
+    ax = axes[0][0]
+    present = [c for c in order if c in set(networks.control)]
+    stats = networks.groupby("control")[column].agg(["mean", "min", "max", "size"]).loc[present]
+    ax.bar(range(len(present)), 100 * stats["mean"], color=[f"C{i}" for i in range(len(present))],
+           yerr=[100 * (stats["mean"] - stats["min"]), 100 * (stats["max"] - stats["mean"])], capsize=4)
+    ax.set_xticks(range(len(present)), [f"{label(c)}\n(n={n})".replace(", ", ",\n") for c, n in
+                                        zip(present, stats["size"])], fontsize=8)
+    ax.set_ylabel("Test accuracy at the end (%)")
+    fig.suptitle(title)
+    return fig
+
+
+def curves_figure(metrics: pd.DataFrame, title: str, split: str = "test"):
+    """Per network: accuracy over epochs, one line per control (mean over trials)."""
+    from lth import figures
+    acc = metrics[(metrics.split == split) & (metrics.metric == "accuracy")]
+    per_epoch = meta_table(metrics).groupby(["experiment", "control"])["steps_per_epoch"].first()
+    names = list(dict.fromkeys(acc.experiment))
+    fig, axes = figures.subplots(len(names))
+    for ax, name in zip(axes[0], names):
+        for i, (control, part) in enumerate(acc[acc.experiment == name].groupby("control", sort=False)):
+            curve = part.groupby("iteration")["value"].agg(["mean", "min", "max"])
+            epochs = curve.index / per_epoch[(name, control)]
+            ax.plot(epochs, 100 * curve["mean"], color=f"C{i}", label=f"{label(control)} (n={part.trial.nunique()})")
+            ax.fill_between(epochs, 100 * curve["min"], 100 * curve["max"], color=f"C{i}", alpha=0.15, linewidth=0)
+        ax.axhline(95, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(f"{split.capitalize()} accuracy (%)")
+        ax.set_ylim(bottom=max(0, ax.get_ylim()[0]))
+        ax.set_title(label(name), fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig

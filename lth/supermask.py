@@ -52,23 +52,22 @@ def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     return hard.detach() + (soft - soft.detach())
 
 
-def top_k_hard(scores: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """1 for the ``kept`` entries of largest |score|, exactly that many (ties broken by position).
-
-    Ranks instead of a threshold value: ``kept`` may differ per network under vmap, and ties
-    cannot change the count."""
-    flat = scores.abs().reshape(-1)
+def top_k_hard(magnitude: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """1 for the ``kept`` entries of largest ``magnitude``, exactly that many (ties broken by
+    position). Ranks instead of a threshold value: ``kept`` may differ per network under vmap, and
+    ties cannot change the count."""
+    flat = magnitude.reshape(-1)
     n = flat.numel()
     order = flat.argsort(stable=True)
     positions = torch.arange(n, device=flat.device).expand_as(order)
     rank = torch.empty_like(order).scatter(0, order, positions)
-    return (rank >= n - kept).to(scores.dtype).reshape(scores.shape)
+    return (rank >= n - kept).to(magnitude.dtype).reshape(magnitude.shape)
 
 
 def hard_mask(rule: str, scores: torch.Tensor, kept: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
     """The 0/1 mask of one layer of one network."""
     if rule == "top_k":
-        hard = top_k_hard(scores, kept)
+        hard = top_k_hard(scores.abs(), kept)
     elif rule == "threshold":
         hard = (scores >= THRESHOLD).to(scores.dtype)
     else:
@@ -79,8 +78,12 @@ def hard_mask(rule: str, scores: torch.Tensor, kept: torch.Tensor | None, keep: 
 def mask_with_gradient(rule: str, scores: torch.Tensor, kept: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
     """`hard_mask` with the straight-through gradient: edge-popup passes it through |score|
     (as hidden-networks' GetSubnet on the absolute scores), the other rules to the score itself."""
-    soft = scores.abs() if rule == "top_k" else scores
-    return straight_through(hard_mask(rule, scores, kept, keep), soft) * keep
+    if rule == "top_k":
+        soft = scores.abs()
+        hard = top_k_hard(soft, kept) * keep
+    else:
+        soft, hard = scores, hard_mask(rule, scores, kept, keep)
+    return straight_through(hard, soft) * keep
 
 
 # ---- seeded weights ----------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Edge-popup (Ramanujan et al. 2020): supermasks of untrained networks, accuracy against density
+#
+# Every weight is frozen at its random initialisation (signed Kaiming constant, or Kaiming normal);
+# only a score per weight is trained, and each layer keeps the top-k of |score| (k = the fraction of
+# weights kept). The dashed line is the same network with its weights trained densely. The paper's
+# Conv nets are CIFAR-10 networks: CIFAR-10 is not on these machines, so they run on the recipe's
+# data set (MNIST), named in every title and claim.
+
+# %% tags=["parameters"]
+config = "strong_edgepopup"  # gin recipe (name in gin/ or a path)
+profile = "quick"            # smoke | quick | paper
+bindings = []                # extra gin bindings (a list of strings)
+output_dir = "figures"       # figures and tables go to <output_dir>/<profile>/strong_edgepopup/
+root = "runs"                # the result store
+device = "auto"              # cpu, cuda or auto
+
+# %%
+from IPython.display import Markdown, display
+
+from lth import claims, figures, strong
+from lth.analysis import level_table
+from lth.notebook import output_folder, save_table
+
+outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)
+folder = output_folder(output_dir, "strong_edgepopup", profile)
+outcome.save_provenance(folder)
+display(Markdown(outcome.describe()))
+
+# %% [markdown]
+# ## Test accuracy against the percent of weights kept, per network
+
+# %%
+title = f"Edge-popup: untrained networks, supermasks only\n{outcome.context}"
+if outcome.ran:
+    fig = strong.edgepopup_figure(outcome.networks, title)
+else:
+    fig = figures.not_run_figure(title, [outcome.headline])
+figures.save(fig, folder, "edgepopup_accuracy")
+
+# %% [markdown]
+# ## Tables: per network, method and density (mean over trials), and per network
+
+# %%
+save_table(level_table(outcome.metrics) if outcome.ran else outcome.networks, folder, "levels")
+save_table(outcome.networks, folder, "networks")
+outcome.networks
+
+# %% [markdown]
+# ## The papers' claims, judged on our results
+
+# %%
+verdicts = claims.evaluate(claims.STRONG_EDGEPOPUP, outcome.networks, reason=outcome.reason, context=outcome.context)
+save_table(verdicts, folder, "claims")
+verdicts

@@ -1,0 +1,80 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Pensia et al. 2020, Experiment 2: pruning redundant random networks (MNIST)
+#
+# Every weight of a target network (FC 784-500-10, FC 784-500-500-500-10, LeNet-5 with frozen
+# random convs) is replaced by r = 5 random paths (a *redundant* network), and the redundant network
+# is pruned by edge-popup with no weight training; a *wide* network with as many random weights is
+# pruned alike. Test accuracy against the weights that remain, beside the target trained densely
+# (black dot) and the paper's figure read off by eye (stars, ±2 pp).
+
+# %% tags=["parameters"]
+config = "strong_pensia_redundant"  # gin recipe (name in gin/ or a path)
+profile = "quick"                   # smoke | quick | paper
+bindings = []                       # extra gin bindings (a list of strings)
+output_dir = "figures"              # figures and tables go to <output_dir>/<profile>/strong_pensia_redundant/
+root = "runs"                       # the result store
+device = "auto"                     # cpu, cuda or auto
+
+# %%
+from IPython.display import Markdown, display
+
+from lth import claims, figures, strong
+from lth.notebook import output_folder, save_table
+
+outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)
+folder = output_folder(output_dir, "strong_pensia_redundant", profile)
+outcome.save_provenance(folder)
+networks = strong.with_remaining(outcome.networks, outcome.metrics) if outcome.ran else outcome.networks
+display(Markdown(outcome.describe()))
+
+# %% [markdown]
+# ## Test accuracy against remaining weights: redundant vs wide vs the dense target
+
+# %%
+# Pensia et al.'s figures (pruning/figures/*.png), read by eye: (variant, remaining weights) -> accuracy %.
+PAPER = {
+    "fc2": {("red", 500_000): 97, ("red", 200_000): 96, ("red", 100_000): 89, ("red", 50_000): 72,
+            ("red", 20_000): 39, ("wide", 200_000): 97, ("wide", 100_000): 95, ("dense", 397_000): 98.5},
+    "fc4": {("red", 450_000): 97, ("red", 225_000): 93, ("red", 90_000): 73, ("wide", 90_000): 97,
+            ("dense", 897_000): 98.5},
+    "lenet5": {("red", 75_000): 97, ("red", 30_000): 88, ("red", 15_000): 57, ("wide", 30_000): 92,
+               ("wide", 15_000): 83, ("dense", 58_920): 98.4},
+}
+title = f"Pensia et al. Experiment 2: edge-popup on redundant and wide random networks\n{outcome.context}"
+if outcome.ran:
+    fig = strong.pensia_figure(networks, title, PAPER)
+else:
+    fig = figures.not_run_figure(title, [outcome.headline])
+figures.save(fig, folder, "pensia_accuracy_vs_weights")
+
+# %% [markdown]
+# ## Table: per network, variant and density (mean over trials)
+
+# %%
+if outcome.ran:
+    table = networks.groupby(["experiment", "control", "level"]).agg(
+        density=("density", "mean"), remaining_weights=("remaining_weights", "mean"),
+        test_accuracy=("final_test_accuracy", "mean"), runs=("trial", "size")).reset_index()
+else:
+    table = networks
+save_table(table, folder, "levels")
+save_table(networks, folder, "networks")
+table
+
+# %% [markdown]
+# ## The paper's figure read-outs, judged on our results
+
+# %%
+verdicts = claims.evaluate(claims.STRONG_PENSIA, networks, reason=outcome.reason, context=outcome.context)
+save_table(verdicts, folder, "claims")
+verdicts
