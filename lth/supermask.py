@@ -413,12 +413,14 @@ def shuffled_masks(masks: Mapping[str, torch.Tensor], seed: int) -> dict[str, to
 
 
 def inverted_masks(stack: SupermaskStack, masks: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Per layer, keep the weights of the *lowest* scores, as many as the mask keeps (score
-    inversion: disjoint from the mask wherever it keeps under half the layer)."""
+    """Per layer, keep the weights of the *lowest* scores (|score| for top-k), as many as the mask
+    keeps (score inversion: disjoint from the mask wherever it keeps under half the layer)."""
     masks = masks or stack.layer_masks()
-    out = {}
+    layers, out = scored_layers(stack.template), {}
     for name, mask in masks.items():
         scores = stack.params[_prefix(name) + "scores"].detach().flatten(1)
+        if layers[name].rule == "top_k":  # edge-popup ranks |score|
+            scores = scores.abs()
         kept = mask.flatten(1).sum(1).long()
         n = scores.shape[1]
         rank = torch.empty_like(scores, dtype=torch.long).scatter_(

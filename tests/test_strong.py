@@ -1,0 +1,297 @@
+"""Strong tickets: supermask layers and their stack (exact densities, frozen weights, the
+straight-through gradient, Gem-Miner's projection and freezing, the sanity-check controls, seeded
+weights), and the experiment drivers (parameter counts, clear errors, the result store)."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lth import pruning, strong, supermask
+from lth.engine import NetworkStack
+from lth.models import build_model
+from lth.training import TrainConfig, train
+
+SHAPE = (1, 8, 8)
+WIDTHS = (32, 16)  # layers of 2048, 512 and 160 weights
+
+
+def fc(seed, bias=False):
+    return build_model("fc", SHAPE, 10, widths=WIDTHS, bias=bias, seed=seed)
+
+
+def score_stack(rule="top_k", densities=(0.5, 0.1), seed=0, **kwargs):
+    models = [supermask.to_supermask(fc(seed), rule=rule, seed=seed, density=d, **kwargs) for d in densities]
+    return supermask.SupermaskStack.from_models(models)
+
+
+def sgd(iterations="20it", lr=0.1, **kwargs):
+    return TrainConfig(iterations=iterations, batch_size=20, optimizer="sgd", lr=lr, momentum=0.9,
+                       eval_every=10, **kwargs)
+
+
+# ---- densities ---------------------------------------------------------------------------------
+
+def test_top_k_keeps_the_exact_count_per_layer_for_every_density_of_a_stack():
+    densities = [0.9, 0.5, 0.123, 0.01]
+    stack = score_stack(densities=densities)
+    for name, masks in stack.layer_masks().items():
+        n = masks[0].numel()
+        assert masks.flatten(1).sum(1).tolist() == [pruning.keep_count(n, d) for d in densities], name
+    stack.set_densities([0.3, 0.3, 0.05, 1.0])
+    for name, masks in stack.layer_masks().items():
+        n = masks[0].numel()
+        expected = [pruning.keep_count(n, d) for d in (0.3, 0.3, 0.05, 1.0)]
+        assert masks.flatten(1).sum(1).tolist() == expected
+
+
+def test_top_k_keeps_the_largest_magnitudes():
+    scores = torch.tensor([0.3, -2.0, 0.1, 1.0, -0.5])
+    hard = supermask.top_k_hard(scores.abs(), torch.tensor(2))
+    assert hard.tolist() == [0, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("density", [0.0, -0.1, 1.5])
+def test_densities_outside_the_unit_interval_are_rejected_naming_the_value(density):
+    with pytest.raises(ValueError, match=repr(density)):
+        supermask.to_supermask(fc(0), rule="top_k", seed=0, density=density)
+    with pytest.raises(ValueError, match=repr(density)):
+        strong.EdgePopupConfig(densities=(0.5, density))
+    with pytest.raises(ValueError, match=repr(density)):
+        strong.GemMinerConfig(density=density)
+
+
+def test_unknown_rule_and_init_are_clear_errors():
+    with pytest.raises(ValueError, match="mask rule 'topk'.*top_k"):
+        supermask.to_supermask(fc(0), rule="topk", seed=0)
+    with pytest.raises(ValueError, match="weight init 'glorot'"):
+        strong.EdgePopupConfig(weight_inits=("glorot",))
+
+
+# ---- weights and scores ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("init", supermask.WEIGHT_INITS)
+def test_frozen_weights_follow_the_init(init):
+    model = supermask.to_supermask(build_model("fc", (1, 40, 40), 10, widths=(200,), bias=False, seed=0),
+                                   rule="top_k", seed=0, weight_init=init)
+    weight = model.fc[0].weight
+    std = math.sqrt(2 / 1600)
+    if init == "signed_constant":
+        assert torch.allclose(weight.abs(), torch.full_like(weight, std))
+        assert 0.45 < float((weight > 0).float().mean()) < 0.55
+    else:
+        assert abs(float(weight.std()) / std - 1) < 0.02
+    assert model.fc[0].scores.requires_grad and not model.fc[0].weight.requires_grad
+
+
+@pytest.mark.parametrize("rule", supermask.MASK_RULES)
+def test_training_changes_scores_and_never_the_frozen_weights(synthetic, rule):
+    stack = score_stack(rule=rule)
+    before = {k: v.clone() for k, v in stack.buffers.items()}
+    scores = {k: v.detach().clone() for k, v in stack.params.items()}
+    train(stack, synthetic, sgd(weight_decay=1e-4), data_seeds=[1, 2])
+    for key, value in before.items():
+        if not key.endswith("keep"):
+            assert torch.equal(stack.buffers[key], value), key
+    assert all(not torch.equal(stack.params[k].detach(), v) for k, v in scores.items())
+
+
+@pytest.mark.parametrize("rule", supermask.MASK_RULES)
+def test_the_straight_through_gradient_reaches_the_scores(rule):
+    torch.manual_seed(0)
+    layer = supermask.to_supermask(build_model("fc", (1, 1, 6), 4, widths=(), bias=False, seed=0),
+                                   rule=rule, seed=3, density=0.5).fc[0]
+    x, c = torch.randn(5, 6), torch.randn(5, 4)
+    (layer(x) * c).sum().backward()
+    grad_effective = c.T @ x                                # dL/d(weight * mask)
+    grad_mask = grad_effective * layer.weight               # dL/dmask, passed straight through
+    expected = grad_mask * layer.scores.detach().sign() if rule == "top_k" else grad_mask  # top-k ranks |score|
+    assert torch.allclose(layer.scores.grad, expected, atol=1e-6)
+    assert layer.scores.grad.abs().sum() > 0
+
+
+def test_a_stack_trains_each_network_as_if_alone(synthetic):
+    densities, seeds = [0.5, 0.1], [4, 5]
+    together = score_stack(densities=densities)
+    train(together, synthetic, sgd(), data_seeds=seeds)
+    for i, (density, seed) in enumerate(zip(densities, seeds)):
+        alone = score_stack(densities=[density])
+        train(alone, synthetic, sgd(), data_seeds=[seed])
+        for key, value in alone.params.items():
+            assert torch.allclose(together.params[key][i], value[0], atol=1e-5), key
+
+
+def test_seeded_weights_regenerate_bit_for_bit():
+    for convert in ({}, {"redundancy": 3}):
+        stack = score_stack(**convert)
+        ticket = supermask.ticket_state(stack)
+        assert not any(k.endswith(".weight") for k in ticket["buffers"]), "the ticket stores seeds, not weights"
+        rebuilt = supermask.regenerate_weights(stack.template, ticket, "signed_constant")
+        for key, value in stack.buffers.items():
+            assert torch.equal(rebuilt["buffers"][key], value), key
+
+
+def test_a_trained_ticket_reloads_from_seeds_and_scores(synthetic):
+    stack = score_stack()
+    train(stack, synthetic, sgd(), data_seeds=[1, 2])
+    ticket = supermask.ticket_state(stack)
+    fresh = score_stack(seed=99)  # other weights and scores until the ticket is loaded
+    fresh.load_state(supermask.regenerate_weights(fresh.template, ticket, "signed_constant"))
+    x = synthetic.test.x[:50]
+    assert torch.equal(fresh(x, shared_input=True), stack(x, shared_input=True))
+
+
+# ---- redundant and wide networks (Pensia et al.) ---------------------------------------------
+
+MNIST = SimpleNamespace(input_shape=(1, 28, 28), num_classes=10)
+
+
+@pytest.mark.parametrize("name, target, red", [("fc2", 397_000, 1_991_420), ("fc4", 897_000, 4_496_420),
+                                               ("lenet5", 58_920, 297_620)])
+def test_pensia_parameter_counts(name, target, red):
+    network = strong.pensia_network(name, MNIST)
+    assert strong.fc_weights(network) == target
+    assert strong.redundant_weights(network, 5) == red
+    wide = strong.pensia_network(name, MNIST, strong.matched_widths(name, MNIST, red))
+    assert abs(strong.fc_weights(wide) - red) / red < 0.002
+    converted = supermask.to_supermask(network, rule="top_k", seed=0, redundancy=5,
+                                       frozen=lambda n: n.startswith("conv"))
+    assert sum(m.scores.numel() for m in supermask.scored_layers(converted).values()) == red
+
+
+def test_the_wide_two_layer_network_has_pensias_hidden_width():
+    assert strong.matched_widths("fc2", MNIST, 1_991_420) == (2508,)
+
+
+def test_a_redundant_layer_is_the_sum_over_its_paths():
+    layer = supermask.to_supermask(build_model("fc", (1, 1, 3), 2, widths=(), bias=False, seed=0),
+                                   rule="top_k", seed=0, redundancy=4).fc[0]
+    x = torch.randn(5, 3)
+    u, v = layer.fan_out.masked_weight().detach(), layer.combine.masked_weight().detach()  # (3, 4), (2, 12)
+    expected = torch.einsum("bj,jk,ijk->bi", x, u, v.view(2, 3, 4))
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+
+
+# ---- Gem-Miner: projection, freezing, controls ---------------------------------------------------
+
+def test_gem_miner_scores_stay_in_the_unit_interval_and_frozen_scores_at_zero(synthetic):
+    stack = score_stack(rule="threshold")
+    supermask.freeze_lowest(stack, 0.3)
+    frozen = {k: stack.buffers[k.replace("scores", "keep")] == 0 for k in stack.params}
+    train(stack, synthetic, sgd(lr=5.0), data_seeds=[1, 2])  # a large lr pushes scores far out of [0, 1]
+    stack.project_scores()  # the step's projection happens before the next step: finish the last one
+    for key, value in stack.params.items():
+        assert value.min() >= 0 and value.max() <= 1, key
+        assert torch.all(value.detach()[frozen[key]] == 0), key
+    assert float(stack.density().max()) <= pruning.keep_count(2720, 0.3) / 2720
+
+
+def test_a_step_starts_from_projected_scores():
+    """Projecting where training calls mask_gradients (before the step) equals projecting after it."""
+    stack = score_stack(rule="threshold", densities=[1.0])
+    with torch.no_grad():
+        for value in stack.params.values():
+            value.mul_(3).sub_(1)  # scores in [-1, 2]: outside the interval, as after an unprojected step
+    stack.mask_gradients()
+    for value in stack.params.values():
+        assert value.min() >= 0 and value.max() <= 1
+
+
+def test_the_freezing_schedule_reaches_the_target_on_an_exponential():
+    schedule = supermask.freezing_schedule(150, 5, 0.0372)
+    assert [j for j, _ in schedule] == list(range(5, 151, 5))
+    c = math.log(1 / 0.0372) / 150
+    assert all(math.isclose(bound, math.exp(-c * j)) for j, bound in schedule)
+    assert math.isclose(schedule[-1][1], 0.0372)
+    assert supermask.freezing_schedule(10, 4, 0.5)[-1] == (10, 0.5)  # the last freeze lands on the target
+
+
+def test_freezing_leaves_the_bound_free_and_keeps_earlier_freezes():
+    stack = score_stack(rule="threshold")
+    total = 2720
+    earlier = None
+    for bound in (0.6, 0.3, 0.05):
+        supermask.freeze_lowest(stack, bound)
+        keep = torch.cat([stack.buffers[f"{n}.keep"].flatten(1) for n in supermask.scored_layers(stack.template)], 1)
+        assert keep.sum(1).tolist() == [pruning.keep_count(total, bound)] * 2
+        if earlier is not None:
+            assert torch.all(keep <= earlier), "a frozen score never comes back"
+        earlier = keep
+    scores = torch.cat([stack.params[f"{n}.scores"].detach().flatten(1)
+                        for n in supermask.scored_layers(stack.template)], 1)
+    assert torch.all(scores[earlier == 0] == 0)
+    assert scores[earlier == 1].min() >= scores[earlier == 0].max()
+
+
+def test_sanity_checks_change_what_they_claim():
+    stack = score_stack(rule="top_k", densities=[0.2, 0.05])
+    masks = stack.layer_masks()
+    shuffled = supermask.shuffled_masks(masks, seed=0)
+    inverted = supermask.inverted_masks(stack, masks)
+    for name, mask in masks.items():
+        count = mask.flatten(1).sum(1)
+        assert torch.equal(shuffled[name].flatten(1).sum(1), count) and not torch.equal(shuffled[name], mask)
+        assert torch.equal(inverted[name].flatten(1).sum(1), count)
+        assert not torch.any((inverted[name] > 0) & (mask > 0)), "under half kept: inversion is disjoint"
+        scores = stack.params[f"{name}.scores"].detach().abs()  # edge-popup ranks |score|
+        for i in range(2):  # the inverted mask keeps the lowest scores
+            assert scores[i][inverted[name][i] > 0].max() <= scores[i][inverted[name][i] == 0].min()
+    reseeded = supermask.reseeded_weights(stack, seed=1, weight_init="signed_constant")
+    for name, weight in reseeded.items():
+        before = stack.buffers[f"{name}.weight"]
+        assert weight.shape == before.shape and not torch.equal(weight, before)
+        assert torch.allclose(weight.abs(), before.abs())  # the same distribution (signed constant)
+
+
+def test_fixed_mask_networks_compute_what_the_supermask_networks_compute():
+    torch.manual_seed(0)
+    models = [supermask.to_supermask(build_model("resnet20", (3, 8, 8), 10, bias=False, seed=s), rule="threshold",
+                                     seed=s) for s in (0, 1)]
+    stack = supermask.SupermaskStack.from_models(models)
+    with torch.no_grad():
+        for key, value in stack.buffers.items():
+            if key.endswith("running_mean"):
+                value.normal_()
+    supermask.freeze_lowest(stack, 0.2)
+    plain = NetworkStack.from_states(build_model("resnet20", (3, 8, 8), 10, bias=False, bn_affine=False).to("meta"),
+                                     [supermask.fixed_mask_state(stack)])
+    x = torch.randn(4, 3, 8, 8)
+    stack.train(False), plain.train(False)
+    assert torch.allclose(plain(x, shared_input=True), stack(x, shared_input=True), atol=1e-5)
+    assert torch.allclose(plain.density(), stack.density())
+
+
+# ---- drivers -------------------------------------------------------------------------------------
+
+def test_gem_miner_refuses_weight_decay_and_an_off_grid_freezing_period(synthetic, tmp_path):
+    config = strong.GemMinerConfig(dataset="synthetic", synthetic_shape=(3, 8, 8), freeze_period="15it")
+    with pytest.raises(ValueError, match="GemMinerConfig.l2"):
+        strong.make_experiment(config, sgd(weight_decay=1e-4), sgd(), root=tmp_path, device="cpu")
+    with pytest.raises(ValueError, match="multiple of the evaluation interval"):
+        strong.make_experiment(config, sgd(), sgd(), root=tmp_path, device="cpu")
+
+
+def test_edgepopup_experiment_stores_tidy_rows_and_skips_finished_groups(tmp_path, monkeypatch):
+    config = strong.EdgePopupConfig(dataset="synthetic", synthetic_shape=(1, 4, 4), networks=("lenet300",),
+                                    weight_inits=("kaiming_normal",), densities=(0.5, 0.1))
+    short = sgd(iterations="10it", eval_batch_size=500)
+    metrics = strong.make_experiment(config, short, short, root=tmp_path, device="cpu").run_all()
+    networks = strong.with_remaining(__import__("lth.analysis").analysis.per_network(metrics), metrics)
+    assert sorted(set(networks.control)) == ["dense", "kaiming_normal"]
+    rows = networks[networks.control == "kaiming_normal"].sort_values("level")
+    assert rows.density.round(3).tolist() == [0.5, 0.1]
+    assert (rows.scored_weights == 16 * 300 + 300 * 100 + 100 * 10).all()
+    monkeypatch.setattr(strong, "train", lambda *a, **k: pytest.fail("a finished group was trained again"))
+    again = strong.make_experiment(config, short, short, root=tmp_path, device="cpu").run_all()
+    assert len(again) == len(metrics)
+
+
+def test_epochs_to_reads_the_first_evaluation_at_the_target():
+    import pandas as pd
+    keys = {"experiment": "mlp", "level": 0, "control": "gated", "trial": 0, "replicate": 0, "density": 1.0}
+    rows = [{**keys, "iteration": it, "split": "val", "metric": "accuracy", "value": v}
+            for it, v in ((0, 0.1), (100, 0.96), (200, 0.94), (300, 0.98))]
+    rows.append({**keys, "iteration": 0, "split": "meta", "metric": "steps_per_epoch", "value": 50})
+    table = strong.epochs_to(pd.DataFrame(rows), 0.95)
+    assert table.epochs_to_95.tolist() == [2.0] and table.epochs_to_best.tolist() == [6.0]
