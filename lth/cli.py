@@ -11,7 +11,7 @@ from lth.config import PROFILES, ConfigError, load
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lth", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run (or resume) an IMP or pruning-at-init experiment from gin configs")
+    run = commands.add_parser("run", help="run (or resume) an IMP, pruning-at-init or strong-ticket experiment from gin configs")
     run.add_argument("configs", nargs="+", help="recipe names in gin/ or paths to .gin files")
     run.add_argument("-p", "--profile", choices=PROFILES, help="scale the recipe (smoke, quick, paper)")
     run.add_argument("-b", "--binding", action="append", default=[], help="an extra gin binding, e.g. 'ImpConfig.trials = 3'")
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         load_splits(args.dataset, download=True)
         return 0
 
-    from lth import pai
+    from lth import pai, strong
     from lth.analysis import level_table
     from lth.data import DatasetNotFound
     from lth.imp import Experiment, ImpConfig
@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             if world > 1:
                 raise ValueError("pruning-at-init recipes run in one process; start them without torchrun")
             experiment = pai.PaiExperiment(*pai.configs(), root=args.root, device=device)
+        elif (strong_config := strong.config_type_bound()) is not None:  # a strong-ticket recipe
+            if world > 1:
+                raise ValueError("strong-ticket recipes run in one process; start them without torchrun")
+            experiment = strong.make_experiment(*strong.configs(strong_config), root=args.root, device=device)
         else:
             experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=device, shard=(rank, world))
     except (ConfigError, ValueError, DatasetNotFound) as err:
