@@ -189,7 +189,10 @@ def configs(config_type: type) -> tuple:
 
 
 def operative_config(config, scores_cfg: TrainConfig, weights_cfg: TrainConfig) -> str:
+    """The bindings that determine the results; the weights' TrainConfig only where it trains something."""
     text = imp.operative_config(config, scores_cfg).replace("TrainConfig.", f"{SCOPES[type(config)]}/TrainConfig.")
+    if isinstance(config, TrainTicketConfig):  # gated and baseline networks train alike, in one scope
+        return text
     weights = imp.operative_config(config, weights_cfg).splitlines()
     scope = f"{SCOPES[type(config)]}_weights/"
     return text + "\n".join(scope + line for line in weights if line.startswith("TrainConfig.")) + "\n"
