@@ -89,7 +89,7 @@ class EdgePopupConfig:
         for init in self.weight_inits:
             supermask._check(init, supermask.WEIGHT_INITS, "weight init")
         for name in self.networks:
-            if name not in ("lenet300", "conv2", "conv4", "conv6", "fc"):
+            if name not in ("lenet300", "conv2", "conv4", "conv6"):
                 raise ValueError(f"edge-popup networks are lenet300, conv2, conv4, conv6; got {name!r}")
 
 
