@@ -55,7 +55,13 @@ def synchronize(device: torch.device) -> None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads"
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0] if names else model
+    return (f"{model}, {os.cpu_count()} CPU cores (the solve: sort on {subsetsum.SORT_THREADS} threads, "
+            f"torch ops on {subsetsum.TORCH_CPU_THREADS})")
 
 
 def main(argv=None) -> dict:
@@ -68,7 +74,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--epsilon", type=float, default=0.01)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="CPU threads of the solve's torch ops (default: "
+                        f"{subsetsum.TORCH_CPU_THREADS}; the sort uses --sort-threads)")
+    parser.add_argument("--sort-threads", type=int, help=f"CPU threads of the sort (default: {subsetsum.SORT_THREADS})")
     parser.add_argument("--chunk-size", type=int, help="weights per chunk (default: from the memory budget)")
     parser.add_argument("--memory-budget-gib", type=float, default=subsetsum.DEFAULT_MEMORY_BUDGET / 2**30)
     parser.add_argument("--target", help="a trained target's checkpoint (e.g. runs/pensia_subsetsum/<hash>/checkpoints/target.pt)")
@@ -76,7 +84,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        subsetsum.TORCH_CPU_THREADS = args.threads
+    if args.sort_threads:
+        subsetsum.SORT_THREADS = args.sort_threads
     device = torch.device(args.device)
     n = subsetsum.num_coefficients(args.c, args.epsilon)
     budget = int(args.memory_budget_gib * 2**30)
@@ -111,7 +121,9 @@ def main(argv=None) -> dict:
     result = {
         "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
         "cuda": torch.version.cuda, "python": platform.python_version(), "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(), "load_average_before": load_before, "load_average_after": load_after,
+        "torch_threads": torch.get_num_threads(), "cpu_sort_threads": subsetsum.SORT_THREADS,
+        "cpu_torch_threads_in_solve": subsetsum.TORCH_CPU_THREADS,
+        "load_average_before": load_before, "load_average_after": load_after,
         "weights": args.weights, "n": n, "c": args.c, "epsilon": args.epsilon, "source": source,
         "interval": [low, high], "chunk_size": args.chunk_size or subsetsum.chunk_size_for(n, device, budget),
         "memory_budget_gib": args.memory_budget_gib,

@@ -44,6 +44,7 @@ def load(configs: Sequence[str | Path], *, profile: str | None = None, bindings:
     Each piece is parsed on its own, so an error names the file or the binding at fault."""
     import lth.imp  # noqa: F401  (registers the configurables before parsing)
     import lth.pai  # noqa: F401  (PaiConfig: the profiles bind it too)
+    import lth.subsetsum_experiment  # noqa: F401  (SubsetSumConfig: the profiles bind it too)
     import lth.strong  # noqa: F401  (the strong-ticket configs: the profiles bind them too)
     import lth.subsetsum_experiment  # noqa: F401  (SubsetSumConfig: the profiles bind it too)
     gin.clear_config()

@@ -446,6 +446,25 @@ def layer_table(outcome: SubsetSumOutcome) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def worst_weights(outcome: SubsetSumOutcome, count: int = 5) -> pd.DataFrame:
+    """The weights approximated worst: value, layer, error, coefficients kept, and how many of their
+    coefficients are negative (a weight whose coefficients nearly all share a sign has few subset
+    sums near it)."""
+    columns = ["weight_index", "layer", "weight", "error", "kept", "negative_coefficients", "coefficients"]
+    if not outcome.ran:
+        return pd.DataFrame(columns=columns)
+    a = outcome.approximation
+    errors = a.solution.error.cpu()
+    worst = errors.argsort(descending=True)[:count]
+    bounds = torch.tensor(list(outcome.layer_sizes.values())).cumsum(0)
+    names = list(outcome.layer_sizes)
+    coefficients = a.coefficients.cpu()
+    rows = [{"weight_index": int(a.indices[i]), "layer": names[int((bounds <= a.indices[i]).sum())],
+             "weight": float(a.weights[i]), "error": float(errors[i]), "kept": int(a.solution.kept[i]),
+             "negative_coefficients": int((coefficients[i] < 0).sum()), "coefficients": a.n} for i in worst.tolist()]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def claims_frame(outcome: SubsetSumOutcome) -> pd.DataFrame:
     """One row of our measured quantities, for `lth.claims.PENSIA_SUBSETSUM`."""
     if not outcome.ran:

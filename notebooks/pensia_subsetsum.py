@@ -38,7 +38,8 @@ from IPython.display import Markdown, display
 
 from lth import claims, figures
 from lth.notebook import output_folder, save_table
-from lth.subsetsum_experiment import claims_frame, layer_table, run_subsetsum, subsetsum_figure, summary_table
+from lth.subsetsum_experiment import (claims_frame, layer_table, run_subsetsum, subsetsum_figure, summary_table,
+                                      worst_weights)
 
 outcome = run_subsetsum(config, profile, bindings, root=root, device=device)
 folder = output_folder(output_dir, "pensia_subsetsum", profile)
@@ -62,6 +63,17 @@ if outcome.ran:
 else:
     fig = figures.not_run_figure("SubsetSum (Pensia et al. Exp. 1)", [outcome.reason])
 figures.save(fig, folder, "subsetsum")
+
+# %% [markdown]
+# ## The weights approximated worst
+#
+# The error is the minimum over all 2^21 subsets, so a weight above eps has no subset within eps at
+# all: its coefficients happened to leave no sum near it (typically when nearly all share one sign).
+
+# %%
+worst = worst_weights(outcome)
+save_table(worst, folder, "worst_weights")
+worst
 
 # %% [markdown]
 # ## Per layer
