@@ -77,16 +77,6 @@ THRESHOLDS = {
     "ticket_gap_cnn": ((">=", 0.2), (">", 0.0)),
     "ticket_slower_mlp": ((">=", 1.3), (">", 1.0)),        # paper 100 vs 38 epochs: 2.63x
     "ticket_slower_cnn": ((">=", 1.3), (">", 1.0)),
-    # SubsetSum (Pensia et al. Exp. 1): every weight within eps (partly: within 2 eps); the approximated
-    # network at most 0.1 pp (10 test images) below the target (partly 0.5 pp); the target at most
-    # 0.5 pp below the paper's (partly 1.5 pp); kept coefficients within 10% of 9.39x (partly 25%). The
-    # count depends on the coefficient interval (so on the trained target) and on the solver: ours keeps
-    # the minimum-error subset, Gurobi its first subset within tolerance, and with the paper's interval
-    # minimum-error subsets keep about 10.2 per weight (8% above 9.39; lth.subsetsum_experiment.expected_kept).
-    "pensia_subsetsum_eps": (("<=", 1.0), ("<=", 2.0)),     # paper: all within eps
-    "pensia_subsetsum_accuracy": ((">=", -0.1), (">=", -0.5)),  # paper 97.19 % both
-    "pensia_subsetsum_target": ((">=", 96.69), (">=", 95.69)),  # paper 97.19 %
-    "pensia_subsetsum_kept": (("in", (8.45, 10.33)), ("in", (7.04, 11.74))),  # paper 9.39x
 }
 _RULES = {">=": operator.ge, ">": operator.gt, "<=": operator.le,
           "in": lambda value, band: band[0] <= value <= band[1]}  # a two-sided band (low, high)
@@ -137,8 +127,6 @@ def _holds(threshold: Threshold, value: float) -> bool:
 
 def _rule_text(threshold: Threshold, unit: str) -> str:
     rule, limit = threshold
-    if rule == "in":
-        return f"in [{limit[0]:g}, {limit[1]:g}]{'x' if unit == 'x' else ' ' + unit}"
     if rule == "in":
         return f"in [{limit[0]:g}, {limit[1]:g}]{'x' if unit == 'x' else ' ' + unit}"
     return f"{_RULE_SIGNS[rule]} {limit:g}{'x' if unit == 'x' else ' ' + unit}"
@@ -384,65 +372,6 @@ SNIP_LENET5_CAFFE = [_snip_claim("lenet5_caffe", "LeNet-5-Caffe", 0.9, 98, 0.8),
                      _snip_claim("lenet5_caffe", "LeNet-5-Caffe", 0.9, 99, 1.1)]
 
 
-# ---- SubsetSum (Pensia et al. Experiment 1): one row of measured quantities --------------------
-# (lth.subsetsum_experiment.claims_frame: max_error, epsilon, within, weights, kept_ratio, accuracies)
-
-def _subsetsum_row(networks: pd.DataFrame) -> pd.Series:
-    if networks.empty or "kept_ratio" not in networks:
-        raise MissingData("no SubsetSum results")
-    return networks.iloc[0]
-
-
-def subsetsum_max_error(networks: pd.DataFrame) -> Measured:
-    row = _subsetsum_row(networks)
-    return row.max_error / row.epsilon, (f"largest error {row.max_error:.2e}; {int(row.within):,} of "
-                                         f"{int(row.weights):,} weights within eps = {row.epsilon:g}")
-
-
-def subsetsum_accuracy_change(networks: pd.DataFrame) -> Measured:
-    row = _subsetsum_row(networks)
-    return row.approximated_accuracy - row.target_accuracy, (
-        f"{row.approximated_accuracy:.2f} % vs target {row.target_accuracy:.2f} %"
-        + ("" if row.weights == row.total_weights else
-           f" ({int(row.weights):,} of {int(row.total_weights):,} weights approximated)"))
-
-
-def subsetsum_target_accuracy(networks: pd.DataFrame) -> Measured:
-    return float(_subsetsum_row(networks).target_accuracy)
-
-
-def subsetsum_kept_ratio(networks: pd.DataFrame) -> Measured:
-    row = _subsetsum_row(networks)
-    control = "" if not math.isfinite(row.paper_range_kept_ratio) else \
-        f"; with the paper's interval [-0.464, 0.541] instead: {row.paper_range_kept_ratio:.2f}x"
-    return row.kept_ratio, (f"coefficients from U[{row.low:.3f}, {row.high:.3f}] (our target's range)"
-                            f"{control}")
-
-
-_SUBSETSUM = "Pensia et al., Exp. 1"
-_SUBSETSUM_RUN = "subset-sum/results/paper/fc2_approx.out (c = 3, eps = 0.01, n = 21): "
-PENSIA_SUBSETSUM = [
-    Claim("pensia_subsetsum_eps", _SUBSETSUM, _SUBSETSUM_RUN + "\"All weights fall within eps=0.01 error: True\".",
-          1.0, "x", "largest error ≤ {v} eps",
-          "largest |w − subset sum| over the approximated weights, in units of eps (exact minimum-error subsets)",
-          subsetsum_max_error, experiment="pensia_subsetsum"),
-    Claim("pensia_subsetsum_accuracy", _SUBSETSUM, _SUBSETSUM_RUN + "approximated network 97.19 %, target 97.19 %.",
-          0.0, "pp", "{v} (97.19 % both)",
-          "test accuracy, approximated network minus target (the paper's code evaluates the target network "
-          "twice, so its 97.19 % for the approximation is the target's)",
-          subsetsum_accuracy_change, experiment="pensia_subsetsum"),
-    Claim("pensia_subsetsum_target", _SUBSETSUM, _SUBSETSUM_RUN + "target 784-500-10 (no biases), trained 10 epochs: "
-          "97.19 % test accuracy.", 97.19, "%", "{v}",
-          "test accuracy of our target after training", subsetsum_target_accuracy, experiment="pensia_subsetsum"),
-    Claim("pensia_subsetsum_kept", _SUBSETSUM, _SUBSETSUM_RUN + "3,725,871 of 8,337,000 coefficients kept: 9.39x "
-          "the target's 397,000 weights.", 9.39, "x", "{v}",
-          "coefficients kept per approximated weight. Ours are minimum-error subsets; the paper's are Gurobi's "
-          "answers (error ≤ eps, 1% MIP gap), not necessarily minimum-error ones. The count depends on the "
-          "interval the coefficients come from, so the detail also gives it with the paper's interval",
-          subsetsum_kept_ratio, experiment="pensia_subsetsum"),
-]
-
-
 # ---- strong lottery tickets (lth.strong: experiment = the network, control = the method) ------
 
 FINAL = "final_test_accuracy"
@@ -576,6 +505,7 @@ STRONG_TRAIN_TICKET = [
             control_ratio(net, "gated", "baseline", "epochs_to_best")) for net in ("mlp", "cnn")),
 ]
 # end of strong lottery tickets
+
 
 
 # ---- SubsetSum (Pensia et al. Experiment 1): one row of measured quantities --------------------

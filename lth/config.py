@@ -46,7 +46,6 @@ def load(configs: Sequence[str | Path], *, profile: str | None = None, bindings:
     import lth.pai  # noqa: F401  (PaiConfig: the profiles bind it too)
     import lth.subsetsum_experiment  # noqa: F401  (SubsetSumConfig: the profiles bind it too)
     import lth.strong  # noqa: F401  (the strong-ticket configs: the profiles bind them too)
-    import lth.subsetsum_experiment  # noqa: F401  (SubsetSumConfig: the profiles bind it too)
     gin.clear_config()
     files = [resolve(c) for c in configs] + ([profile_path(profile)] if profile else [])
     for path in files:
