@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     from lth.training import DivergedError, TrainConfig
     try:
         load(args.configs, profile=args.profile, bindings=args.binding)
+        if _binds("SubsetSumConfig.experiment"):  # SubsetSum (Pensia et al. Exp. 1): train the target, solve
+            return _run_subsetsum(args)
         rank, world, device = _distributed(args.device)
         if _binds("PaiConfig.experiment"):  # a pruning-at-init recipe (profiles never name the experiment)
             if world > 1:
@@ -63,6 +65,19 @@ def main(argv: list[str] | None = None) -> int:
         dist.destroy_process_group()
     if rank == 0:
         print(level_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def _run_subsetsum(args) -> int:
+    """Train (or reload) the SubsetSum target, solve, check, and print the paper's numbers beside ours."""
+    from lth.subsetsum_experiment import run_subsetsum, summary_table
+    if len(args.configs) != 1:
+        raise ValueError("a SubsetSum recipe runs alone: name one config (profile and bindings go in -p and -b)")
+    outcome = run_subsetsum(args.configs[0], args.profile or "paper", args.binding, root=args.root, device=args.device)
+    if not outcome.ran:
+        print(f"error: {outcome.reason}", file=sys.stderr)
+        return 2
+    print(f"run folder: {outcome.run_path}\n{summary_table(outcome).to_string(index=False)}")
     return 0
 
 

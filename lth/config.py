@@ -67,6 +67,7 @@ def configurables_help() -> str:
     from lth.imp import ImpConfig
     from lth.pai import PaiConfig
     from lth.strong import SCOPES
+    from lth.subsetsum_experiment import SubsetSumConfig
     from lth.training import TrainConfig
     return "\n".join(f"  {cls.__name__}: {', '.join(f.name for f in dataclasses.fields(cls))}"
-                     for cls in (ImpConfig, PaiConfig, *SCOPES, TrainConfig))
+                     for cls in (ImpConfig, PaiConfig, *SCOPES, SubsetSumConfig, TrainConfig))

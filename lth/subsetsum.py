@@ -41,7 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import numpy as np
 import torch
 
 MAX_COEFFICIENTS = 48            # bitmasks and tie-break keys are packed into int64
@@ -227,6 +226,8 @@ def sort_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sort is nearly all of the solve. Elsewhere torch.sort."""
     if rows.device.type != "cpu":
         return torch.sort(rows, dim=1)
+    import numpy as np  # here, not at the top: on a GPU the solver needs torch only
+
     array = rows.numpy()
     order = np.empty(array.shape, dtype=np.int64)
 

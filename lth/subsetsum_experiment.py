@@ -417,7 +417,7 @@ def summary_table(outcome: SubsetSumOutcome) -> pd.DataFrame:
         f"{a.max_error:.2e}; {a.within:,} of {a.count:,} within eps = {a.epsilon:g}",
         f"{outcome.target_accuracy:.2f} %",
         f"{outcome.approximated_accuracy:.2f} %",
-        f"exact meet-in-the-middle, torch float64, on {a.device}",
+        f"exact meet-in-the-middle, float64, on {a.device}",
         f"{a.solve_seconds:.2f} s (+ {a.generation_seconds:.2f} s drawing the coefficients)",
         f"{c.brute_force_agree} of {len(c.brute_force)} weights: the same subset" if len(c.brute_force) else "none",
         (f"{len(c.milp)} weights: largest |error difference| {c.milp_max_difference:.1e}, "

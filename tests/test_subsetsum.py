@@ -150,3 +150,10 @@ def test_target_is_cached_and_a_sample_is_solved(tmp_path):
     assert part.count == 50 and torch.equal(part.indices, part.indices.sort().values)
     assert torch.equal(part.weights, flat.double()[part.indices])
     assert part.max_error <= 0.01
+
+
+def test_cli_runs_the_experiment(tmp_path, capsys):
+    from lth import cli
+    assert cli.main(["run", "pensia_subsetsum", "-p", "smoke", "--root", str(tmp_path), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "run folder:" in out and "2,000 (a seeded sample)" in out and "2 of 2 weights: the same subset" in out
