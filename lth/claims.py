@@ -567,6 +567,142 @@ PENSIA_SUBSETSUM = [
 ]
 
 
+# ---- strong lottery tickets (lth.strong: experiment = the network, control = the method) ------
+
+FINAL = "final_test_accuracy"
+
+
+def _strong_rows(networks: pd.DataFrame, network: str | None, control: str) -> pd.DataFrame:
+    """The networks of one control, of one network (None: of whichever the run trained)."""
+    rows = networks[(networks.control == control) & ((networks.experiment == network) if network else True)]
+    if rows.empty:
+        raise MissingData(f"no {control} networks{f' of {network}' if network else ''} in the results")
+    return rows
+
+
+def best_density_outside(network: str, control: str, low: float, high: float, column: str = FINAL):
+    """How far (pp of density) the density of the best mean accuracy lies outside [low, high] %."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        levels = _strong_rows(networks, network, control).groupby("level").agg(d=("density", "mean"), acc=(column, "mean"))
+        if len(levels) < 3:
+            raise MissingData(f"{len(levels)} densities of {network}: too few to locate the best")
+        best = levels.loc[levels.acc.idxmax()]
+        k = 100 * best.d
+        return max(0.0, low - k, k - high), (f"best at k = {k:.1f}% ({100 * best.acc:.2f} %) of "
+                                             f"{', '.join(f'{100 * d:g}' for d in sorted(levels.d))} %")
+    return measure
+
+
+def best_level_accuracy(network: str, control: str, minus: str | None = None, column: str = FINAL):
+    """The best density's mean accuracy (%), or its gap (pp) to the mean of control ``minus``."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        levels = _strong_rows(networks, network, control).groupby("level").agg(d=("density", "mean"), acc=(column, "mean"))
+        best = levels.loc[levels.acc.idxmax()]
+        where = f"best at {100 * best.d:.1f}% kept: {100 * best.acc:.2f} %"
+        if minus is None:
+            return 100 * best.acc, where
+        other = _strong_rows(networks, network, minus)[column].mean()
+        return 100 * (best.acc - other), f"{where} vs {minus} {100 * other:.2f} %"
+    return measure
+
+
+def accuracy_at_weights(network: str, control: str, weights: float, factor: float = 1.3, column: str = FINAL):
+    """Mean accuracy (%) of the level whose remaining weights (column `remaining_weights`) are
+    nearest ``weights``, if within ``factor`` of it."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        levels = _strong_rows(networks, network, control).groupby("level").agg(
+            w=("remaining_weights", "mean"), acc=(column, "mean"))
+        ratio = (levels.w / weights).apply(lambda r: max(r, 1 / r))
+        if ratio.min() > factor:
+            raise MissingData(f"no {control} level of {network} within {factor}x of {weights:,.0f} remaining weights")
+        level = ratio.idxmin()
+        return 100 * levels.acc[level], f"{levels.w[level]:,.0f} weights remaining"
+    return measure
+
+
+def control_gap(network: str | None, control: str, other: str, column: str = FINAL):
+    """Mean accuracy of ``control`` minus that of ``other``, in pp."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        a = _strong_rows(networks, network, control)[column].mean()
+        b = _strong_rows(networks, network, other)[column].mean()
+        return 100 * (a - b), f"{control} {100 * a:.2f} % vs {other} {100 * b:.2f} %"
+    return measure
+
+
+def control_ratio(network: str, control: str, other: str, column: str):
+    """Mean of ``column`` for ``control`` over that of ``other`` (e.g. epochs to the best accuracy)."""
+    def measure(networks: pd.DataFrame) -> Measured:
+        a = _strong_rows(networks, network, control)[column].mean()
+        b = _strong_rows(networks, network, other)[column].mean()
+        if not b > 0:
+            raise MissingData(f"{other} reached its best at epoch {b}: no ratio")
+        return a / b, f"{control} {a:.1f} vs {other} {b:.1f} epochs"
+    return measure
+
+
+_EP_K = ("Ramanujan et al. (edge-popup): the best accuracy occurs when k ∈ [30, 70] (% of weights kept) "
+         "[2nd-hand quote; CIFAR-10 Conv nets]")
+STRONG_EDGEPOPUP = [
+    Claim("ep_best_k_lenet300", "edge-popup §4", _EP_K, 0.0, "pp", "best k inside [30, 70]% ({v} outside)",
+          "LeNet-300-100, signed Kaiming constant: density of the best mean test accuracy, pp outside [30, 70]%",
+          best_density_outside("lenet300", "signed_constant", 30, 70)),
+    Claim("ep_best_k_conv4", "edge-popup §4", _EP_K, 0.0, "pp", "best k inside [30, 70]% ({v} outside)",
+          "Conv-4, signed Kaiming constant: density of the best mean test accuracy, pp outside [30, 70]%",
+          best_density_outside("conv4", "signed_constant", 30, 70)),
+    Claim("ep_conv4_vs_dense", "edge-popup Fig. (read-out)",
+          "Conv-4 on CIFAR-10: edge-popup at its best k ~86% vs the trained dense network ~86.5% [2nd-hand read-out]",
+          -0.5, "pp", "{v} (CIFAR-10)",
+          "Conv-4, signed Kaiming constant, best density minus the dense trained network, mean test accuracy",
+          best_level_accuracy("conv4", "signed_constant", minus="dense")),
+    Claim("ep_lenet300_supermask", "Zhou et al. (supermask)",
+          "Zhou et al.: a learned supermask on the frozen MNIST FC 300-100-10 reaches 95.3% [2nd-hand]",
+          95.3, "%", "{v} (learned supermask, no DWR)",
+          "LeNet-300-100 edge-popup (a stronger supermask method), signed Kaiming constant, best density, mean test accuracy",
+          best_level_accuracy("lenet300", "signed_constant")),
+]
+
+
+def _pensia_claim(network: str, variant: str, weights: int, accuracy: float) -> Claim:
+    short = f"{weights // 1000}k"
+    return Claim(f"pensia_{network}_{variant}_{short}", "Pensia Exp. 2 figure",
+                 f"Pensia et al. ({network}, {variant} network pruned by edge-popup): ~{accuracy:g}% test accuracy at "
+                 f"~{short} remaining weights [figure read-out, ±2 pp]",
+                 accuracy, "%", f"~{{v}} at {short} weights",
+                 f"{network} {variant}: mean test accuracy at the end, at the density nearest {short} remaining weights",
+                 accuracy_at_weights(network, variant, weights))
+
+
+STRONG_PENSIA = [_pensia_claim("fc2", "red", 500_000, 97.0), _pensia_claim("fc2", "red", 100_000, 89.0),
+                 _pensia_claim("fc2", "wide", 100_000, 95.0), _pensia_claim("fc4", "red", 225_000, 93.0),
+                 _pensia_claim("lenet5", "red", 75_000, 97.0)]
+
+_GM_TABLE_2 = ("Rare Gems Table 2, ResNet-20 on CIFAR-10 at 3.72% kept: Gem-Miner fine-tuned 83.4% vs {what} "
+               "{value}%: Gem-Miner passes the sanity checks")
+STRONG_GEM_MINER = [
+    Claim("gem_shuffle", "Rare Gems Table 2", _GM_TABLE_2.format(what="layerwise shuffled mask", value=78.73),
+          4.67, "pp", "{v} (CIFAR-10)", "Gem-Miner minus layerwise shuffled mask, both fine-tuned, mean test accuracy",
+          control_gap(None, "gem_miner", "shuffle")),
+    Claim("gem_reinit", "Rare Gems Table 2", _GM_TABLE_2.format(what="reinitialised weights", value=78.6),
+          4.8, "pp", "{v} (CIFAR-10)", "Gem-Miner minus reinitialised weights, both fine-tuned, mean test accuracy",
+          control_gap(None, "gem_miner", "reinit")),
+    Claim("gem_invert", "Rare Gems §5 (sanity checks)",
+          "Score inversion (keeping the lowest scores) loses accuracy: the scores carry information (no number given)",
+          0.0, "pp", "> {v}", "Gem-Miner minus inverted scores, both fine-tuned, mean test accuracy",
+          control_gap(None, "gem_miner", "invert")),
+]
+
+_TT = "train_ticket README: baseline 98.77% in 38 epochs vs gated ticket 98.37% in 100 epochs (network not named)"
+STRONG_TRAIN_TICKET = [
+    *(Claim(f"ticket_gap_{net}", "train_ticket README", _TT, 0.4, "pp", "{v} (baseline ahead)",
+            f"{net}: baseline minus gated, mean test accuracy at the end of training",
+            control_gap(net, "baseline", "gated")) for net in ("mlp", "cnn")),
+    *(Claim(f"ticket_slower_{net}", "train_ticket README", _TT, 100 / 38, "x", "{v} (100 vs 38 epochs)",
+            f"{net}: epochs to the best validation accuracy, gated over baseline, mean over trials",
+            control_ratio(net, "gated", "baseline", "epochs_to_best")) for net in ("mlp", "cnn")),
+]
+# end of strong lottery tickets
+
+
 # ---- verdicts ----------------------------------------------------------------------------------
 
 def evaluate(claims: list[Claim], networks: pd.DataFrame | Mapping[str, pd.DataFrame], *,

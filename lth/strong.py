@@ -495,8 +495,9 @@ class GemMinerExperiment(StrongExperiment):
         self.freezes = dict(supermask.freezing_schedule(self.steps.total, period, config.density))
 
     def _network(self, trial: int) -> nn.Module:
+        with_bn = {"bn_affine": False} if self.config.model.startswith(("resnet", "vgg")) else {}
         return build_model(self.config.model, self.data.input_shape, self.data.num_classes, bias=False,
-                           bn_affine=False, init="kaiming_normal", seed=self.init_seed(trial))
+                           init="kaiming_normal", seed=self.init_seed(trial), **with_bn)
 
     def _freeze(self, iteration: int, stack) -> None:
         if iteration in self.freezes:

@@ -42,7 +42,7 @@ display(Markdown(outcome.describe()))
 # ## Test accuracy: Gem-Miner before and after fine-tuning, and the sanity checks
 
 # %%
-title = f"Gem-Miner on ResNet-20 and its sanity checks\n{outcome.context}"
+title = f"Gem-Miner on {strong.label(outcome.networks_run[0])} and its sanity checks\n{outcome.context}"
 order = [strong.GEM_BEFORE_FINETUNE, strong.GEM, *strong.SANITY_CHECKS]
 if outcome.ran:
     fig = strong.bar_figure(outcome.networks, title, order)

@@ -295,3 +295,24 @@ def test_epochs_to_reads_the_first_evaluation_at_the_target():
     rows.append({**keys, "iteration": 0, "split": "meta", "metric": "steps_per_epoch", "value": 50})
     table = strong.epochs_to(pd.DataFrame(rows), 0.95)
     assert table.epochs_to_95.tolist() == [2.0] and table.epochs_to_best.tolist() == [6.0]
+
+
+def test_strong_claims_measure_the_best_density_and_the_weights_nearest_the_papers():
+    import pandas as pd
+    from lth import claims
+    rows = [{"experiment": "lenet300", "control": "signed_constant", "level": i, "trial": 0, "density": d,
+             "final_test_accuracy": a, "remaining_weights": 1000 * d}
+            for i, (d, a) in enumerate([(0.9, 0.90), (0.5, 0.95), (0.2, 0.93), (0.05, 0.80)])]
+    networks = pd.DataFrame(rows)
+    value, _ = claims.best_density_outside("lenet300", "signed_constant", 30, 70)(networks)
+    assert value == 0.0
+    networks.loc[networks.level == 3, "final_test_accuracy"] = 0.99  # best at 5%: 25 pp below 30%
+    assert claims.best_density_outside("lenet300", "signed_constant", 30, 70)(networks)[0] == pytest.approx(25.0)
+    assert claims.accuracy_at_weights("lenet300", "signed_constant", 210)(networks)[0] == pytest.approx(93.0)
+    with pytest.raises(claims.MissingData):
+        claims.accuracy_at_weights("lenet300", "signed_constant", 100)(networks)  # 50 and 200 are 2x away
+    verdict = lambda: claims.evaluate(claims.STRONG_EDGEPOPUP[:1], networks, context="test").verdict.tolist()
+    assert verdict() == ["not reproduced"]
+    networks.loc[networks.level == 3, "final_test_accuracy"] = 0.80
+    networks.loc[networks.level == 2, "final_test_accuracy"] = 0.99  # best at 20%: 10 pp below 30%
+    assert verdict() == ["partly"]
