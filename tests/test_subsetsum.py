@@ -87,6 +87,18 @@ def test_deterministic_for_a_seed_and_independent_of_chunking():
     assert torch.equal(one.masks, subsetsum.solve(weights, first, chunk_size=33).masks)
 
 
+def test_the_gpu_sort_route_gives_the_same_answer(monkeypatch):
+    """On GPUs the rows are sorted by torch.sort (numpy's argsort on CPU): the rest must not care."""
+    weights, coefficients = problem(300, 14, seed=2)
+    threads = torch.get_num_threads()
+    numpy_sorted = subsetsum.solve(weights, coefficients)
+    assert torch.get_num_threads() == threads  # the solve restores torch's thread count
+    monkeypatch.setattr(subsetsum, "sort_rows", lambda rows: torch.sort(rows, dim=1))
+    assert torch.equal(subsetsum.solve(weights, coefficients).masks, numpy_sorted.masks)
+    quarter = torch.full((2, 6), 0.25, dtype=torch.float64)  # the tie path, after torch's sort
+    assert subsetsum.solve(torch.tensor([0.6, 1.5], dtype=torch.float64), quarter).masks.tolist() == [0b11, 0b111111]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 def test_gpu_gives_the_cpu_answer():
     weights, coefficients = problem(2000, 21, seed=1)
