@@ -482,7 +482,7 @@ def claims_frame(outcome: SubsetSumOutcome) -> pd.DataFrame:
 # ---- the figure ---------------------------------------------------------------------------------
 
 def subsetsum_figure(outcome: SubsetSumOutcome):
-    """Left: the error of every approximated weight (log scale) against eps. Right: coefficients kept
+    """Left: the error of every approximated weight against eps (both axes log). Right: coefficients kept
     per weight, ours and with the paper's coefficient interval, against the paper's mean."""
     import numpy as np
     from lth import figures
@@ -497,12 +497,13 @@ def subsetsum_figure(outcome: SubsetSumOutcome):
     left.hist(np.clip(errors, bins[0], None), bins=bins, color="C0")
     left.axvline(a.epsilon, color="C3", linestyle="--", label=f"eps = {a.epsilon:g}")
     left.set_xscale("log")
+    left.set_yscale("log")  # the tail, down to single weights beyond eps, stays visible
     left.set_xlabel("|w − subset sum| (minimum over all 2^n subsets)")
     left.set_ylabel("weights")
     left.set_title(f"Error per weight: largest {a.max_error:.1e}, {a.within:,} of {a.count:,} within eps", fontsize=9)
     left.legend(fontsize=8)
 
-    counts = np.arange(a.n + 1)
+    counts, tallest = np.arange(a.n + 1), 0.0
     for k, (result, label, colour) in enumerate(((a, f"ours, U[{a.low:.3f}, {a.high:.3f}]", "C0"),
                                                   (r, "ours, the paper's U[-0.464, 0.541]", "C1"))):
         if result is None:
@@ -511,11 +512,13 @@ def subsetsum_figure(outcome: SubsetSumOutcome):
         share = np.bincount(kept, minlength=a.n + 1)[:a.n + 1] / kept.size
         right.bar(counts + (k - 0.5) * 0.4, 100 * share, width=0.4, color=colour,
                   label=f"{label}: mean {result.kept_ratio:.2f}")
+        tallest = max(tallest, 100 * float(share.max()))
     right.axvline(PAPER["kept"] / PAPER["weights"], color="k", linestyle="--",
                   label=f"paper's mean {PAPER['kept'] / PAPER['weights']:.2f} (Gurobi)")
     right.set_xlabel(f"coefficients kept (of n = {a.n})")
     right.set_ylabel("% of weights")
     right.set_title("Coefficients kept per weight", fontsize=9)
-    right.legend(fontsize=7)
+    right.set_ylim(0, 1.5 * tallest)  # room for the legend above the bars
+    right.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"SubsetSum (Pensia et al. Exp. 1): {outcome.context}", fontsize=10)
     return fig
