@@ -1,49 +1,56 @@
-"""GPU probe (not a benchmark): training-step rate by precision, chunk and stack size."""
+"""GPU probe (not a benchmark): where a stacked LeNet step spends its time; does torch.compile help?"""
+import os
 import sys
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from lth.data import load_splits
 from lth.engine import NetworkStack
 from lth.models import build_model
-from lth.training import Evaluator, TrainConfig, TrainStep, make_optimizer, matmul_precision
+from lth.training import TrainConfig, TrainStep, make_optimizer, matmul_precision
 
 dev = torch.device("cuda")
-torch.backends.cudnn.benchmark = True
 print(torch.__version__, torch.cuda.get_device_name(), flush=True)
 mnist = load_splits("mnist").to(dev)
-cifar = load_splits("synthetic", synthetic_shape=(3, 32, 32), synthetic_sizes=(5000, 500, 500)).to(dev)
 
 
-def rate(model, data, M, bs, opt, precision, chunk, steps):
-    st = NetworkStack.build(lambda s: build_model(model, data.input_shape, 10, seed=s), list(range(M)), dev)
-    cfg = TrainConfig(batch_size=bs, optimizer=opt, lr=0.01, momentum=0.9)
-    with matmul_precision(precision):
-        step = TrainStep(st, data, make_optimizer(list(st.params.values()), cfg, True), list(range(M)), bs, True,
-                         chunk=chunk, precision=precision)
-        step.run(0, [0.01] * (3 + 2 * chunk))
-        torch.cuda.synchronize(); t = time.perf_counter()
-        step.run(1000, [0.01] * steps)
-        torch.cuda.synchronize(); r = steps / (time.perf_counter() - t)
-        ev = Evaluator(st, 2000, True, precision)
-        ev(data.val); ev(data.test)
-        torch.cuda.synchronize(); t = time.perf_counter()
-        for _ in range(5):
-            ev(data.val); ev(data.test)
-        torch.cuda.synchronize(); e = (time.perf_counter() - t) / 5 * 1000
-    print(f"{model:8s} M={M:3d} {precision} chunk={chunk:3d}: {r:8.0f} steps/s {r * M:9.0f} net-it/s; "
-          f"eval val+test {e:.2f} ms", flush=True)
+def make(M, graphed, model="lenet300", compiled=False):
+    st = NetworkStack.build(lambda s: build_model(model, (1, 28, 28), 10, seed=s), list(range(M)), dev)
+    step = TrainStep(st, mnist, make_optimizer(list(st.params.values()), TrainConfig(), graphed), list(range(M)), 60,
+                     graphed, chunk=100, precision="tf32")
+    if compiled:
+        step._losses = torch.compile(step._losses)
+    return step
 
 
-jobs = [("lenet300", mnist, M, 60, "adam", p, c, 4000) for M in (25, 100) for p in ("fp32", "tf32", "bf16")
-        for c in (1, 100)]
-jobs += [("conv2", cifar, M, 60, "adam", p, 20, 300) for M in (20, 50) for p in ("fp32", "bf16")]
-jobs += [("resnet20", cifar, M, 128, "sgd", p, 10, 60) for M in (20, 48) for p in ("fp32", "bf16")]
-for job in jobs:
-    try:
-        rate(*job)
-    except Exception as err:  # noqa: BLE001 (a probe: report and go on)
-        print(job[0], job[2:], "FAILED", type(err).__name__, str(err)[:300], flush=True)
-print("peak GiB", torch.cuda.max_memory_allocated() / 2**30)
+with matmul_precision("tf32"):
+    step = make(20, graphed=False)
+    step.run(0, [1e-3] * 20)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step.run(20, [1e-3] * 50)
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    total = sum(e.self_device_time_total for e in events)
+    count = sum(e.count for e in events)
+    print(f"eager M=20: {count / 50:.1f} kernels/step, {total / 50:.1f} us GPU time/step", flush=True)
+    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25), flush=True)
+    for M in (1, 20):
+        for compiled in (False, True):
+            try:
+                step = make(M, graphed=True, compiled=compiled)
+                t0 = time.perf_counter()
+                step.run(0, [1e-3] * 210)
+                torch.cuda.synchronize()
+                warm = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                step.run(1000, [1e-3] * 5000)
+                torch.cuda.synchronize()
+                r = 5000 / (time.perf_counter() - t0)
+                print(f"graphed M={M} compiled={compiled}: {r:.0f} steps/s ({r * M:.0f} net-it/s), warm-up {warm:.1f} s",
+                      flush=True)
+            except Exception as err:  # noqa: BLE001
+                print(f"M={M} compiled={compiled} FAILED {type(err).__name__}: {str(err)[:800]}", flush=True)
 sys.exit(0)

@@ -94,6 +94,7 @@ def _distributed(device: str) -> tuple[int, int, str]:
     dist.init_process_group("gloo")  # only a barrier at the end: the shards never exchange tensors
     if device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)  # CUDA graphs capture on the current device
     elif device == "auto":
         device = "cpu"
     return rank, world, device

@@ -249,7 +249,7 @@ class Experiment:
             stack, self.data, self.train_cfg, data_seeds=[self.data_seed(m) for m in members],
             start=start, labels=[m.label(level) for m in members],
             resume=self.run.load_checkpoint(progress_key),
-            checkpoint=lambda state: self.run.save_checkpoint(progress_key, state),
+            checkpoint=lambda state: self.run.save_checkpoint_in_background(progress_key, state),
             callbacks=self.callbacks,
             snapshot_at=self.rewind_iteration if (level == 0 and cfg.rewind == "weights" and self.rewind_iteration) else None,
             desc=f"{cfg.experiment} level {level}/{self.num_levels - 1}")

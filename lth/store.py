@@ -22,6 +22,7 @@ import re
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,7 @@ class RunDir:
     def __init__(self, root: Path | str, experiment: str, config_text: str):
         _check_key(experiment, "experiment")
         self.experiment = experiment
+        self._writer = None  # (thread, errors) of a checkpoint being written in the background
         self.hash = config_hash(config_text)
         self.path = Path(root) / experiment / self.hash
         self.path.mkdir(parents=True, exist_ok=True)
@@ -142,13 +144,42 @@ class RunDir:
     def save_checkpoint(self, key: str, state: dict) -> Path:
         if not isinstance(state, dict):
             raise TypeError(f"checkpoint state must be a dict, got {type(state).__name__}")
+        self.wait_for_writes()
         path = self._checkpoint(key)
         path.parent.mkdir(exist_ok=True)
         _atomic_write(path, lambda f: torch.save(state, f))
         return path
 
+    def save_checkpoint_in_background(self, key: str, state: dict) -> None:
+        """``save_checkpoint`` on a writer thread, so training goes on while the file is written and
+        synced. The state is copied to host memory first: the caller may change its tensors at once.
+        Every other checkpoint operation waits for the write (and raises its error, if any)."""
+        self.wait_for_writes()
+        host = _to_host(state)
+        errors: list[BaseException] = []
+
+        def write():
+            try:
+                self.save_checkpoint(key, host)
+            except BaseException as err:  # re-raised by wait_for_writes in the training thread
+                errors.append(err)
+
+        self._writer = (threading.Thread(target=write, name=f"checkpoint {key}"), errors)
+        self._writer[0].start()
+
+    def wait_for_writes(self) -> None:
+        writer = self._writer
+        if writer is None or writer[0] is threading.current_thread():
+            return
+        thread, errors = writer
+        thread.join()
+        self._writer = None
+        if errors:
+            raise errors[0]
+
     def load_checkpoint(self, key: str) -> dict | None:
         """The saved dict, None if there is none; CorruptCheckpoint if the file cannot be read back."""
+        self.wait_for_writes()
         path = self._checkpoint(key)
         if not path.exists():
             return None
@@ -163,6 +194,7 @@ class RunDir:
         return state
 
     def delete_checkpoint(self, key: str) -> None:
+        self.wait_for_writes()
         self._checkpoint(key).unlink(missing_ok=True)
 
     def _checkpoint(self, key: str) -> Path:
@@ -209,6 +241,17 @@ def _check_key(key: str, what: str = "key") -> str:
 
 def _natural_key(name: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+
+
+def _to_host(value):
+    """A copy of nested dicts / lists / tuples with every tensor on the CPU."""
+    if torch.is_tensor(value):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(v) for v in value)
+    return value
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:

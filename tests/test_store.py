@@ -172,3 +172,17 @@ def test_git_state_in_a_repo(tmp_path):
     assert len(state["git_commit"]) == 40 and state["git_dirty"] is False
     (tmp_path / "a.txt").write_text("b")
     assert store.git_state(tmp_path)["git_dirty"] is True
+
+
+def test_background_checkpoint_is_a_snapshot_and_reports_its_errors(tmp_path):
+    run = RunDir(tmp_path, "exp", "a = 1\n")
+    weights = torch.arange(6.0)
+    run.save_checkpoint_in_background("progress", {"w": weights, "step": 3})
+    weights.zero_()  # training goes on: the checkpoint keeps the values it was given
+    assert torch.equal(run.load_checkpoint("progress")["w"], torch.arange(6.0))
+    run.save_checkpoint_in_background("progress", {"w": weights})
+    run.delete_checkpoint("progress")  # waits for the write: no file comes back after the delete
+    assert run.load_checkpoint("progress") is None
+    run.save_checkpoint_in_background("bad", {"f": lambda: 0})  # cannot be pickled
+    with pytest.raises(Exception, match="lambda|pickle"):
+        run.wait_for_writes()
