@@ -37,7 +37,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     bf16 inputs with fp32 running statistics; unstacked autocast runs batch norm in fp32 anyway."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float())
+        return super().forward(x.float() if x.dtype in (torch.bfloat16, torch.float16) else x)
 
 
 # --------------------------------------------------------------------------- fully connected
