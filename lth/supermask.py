@@ -118,10 +118,10 @@ def seeded_scores(shape: Sequence[int], seed: int, init: str, fan_in: int) -> to
 
 class SupermaskLayer(nn.Module):
     """A frozen weight (buffer) times a mask from trained scores; ``rule=None`` is a frozen dense
-    layer (no scores). Subclasses say how the masked weight meets the input (`apply`)."""
+    layer (no scores). Subclasses say how the masked weight meets the input (`apply_weight`)."""
 
     def __init__(self, weight: torch.Tensor, weight_seed: int, rule: str | None, *, scores: torch.Tensor | None = None,
-                 kept: int | None = None, bias: torch.Tensor | None = None, train_bias: bool = True):
+                 kept: int | None = None, bias: torch.Tensor | None = None):
         super().__init__()
         self.rule = None if rule is None else _check(rule, MASK_RULES, "mask rule")
         self.register_buffer("weight", weight)
@@ -133,9 +133,9 @@ class SupermaskLayer(nn.Module):
                 self.register_buffer("kept", torch.tensor(int(kept), dtype=torch.int64))
         if bias is None:
             self.bias = None
-        elif train_bias and rule is not None:
+        elif rule is not None:  # train_ticket trains the biases of its gated layers
             self.bias = nn.Parameter(bias)
-        else:
+        else:  # a frozen layer freezes its bias too
             self.register_buffer("bias", bias)
 
     def masked_weight(self) -> torch.Tensor:
