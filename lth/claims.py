@@ -372,65 +372,6 @@ SNIP_LENET5_CAFFE = [_snip_claim("lenet5_caffe", "LeNet-5-Caffe", 0.9, 98, 0.8),
                      _snip_claim("lenet5_caffe", "LeNet-5-Caffe", 0.9, 99, 1.1)]
 
 
-# ---- SubsetSum (Pensia et al. Experiment 1): one row of measured quantities --------------------
-# (lth.subsetsum_experiment.claims_frame: max_error, epsilon, within, weights, kept_ratio, accuracies)
-
-def _subsetsum_row(networks: pd.DataFrame) -> pd.Series:
-    if networks.empty or "kept_ratio" not in networks:
-        raise MissingData("no SubsetSum results")
-    return networks.iloc[0]
-
-
-def subsetsum_max_error(networks: pd.DataFrame) -> Measured:
-    row = _subsetsum_row(networks)
-    return row.max_error / row.epsilon, (f"largest error {row.max_error:.2e}; {int(row.within):,} of "
-                                         f"{int(row.weights):,} weights within eps = {row.epsilon:g}")
-
-
-def subsetsum_accuracy_change(networks: pd.DataFrame) -> Measured:
-    row = _subsetsum_row(networks)
-    return row.approximated_accuracy - row.target_accuracy, (
-        f"{row.approximated_accuracy:.2f} % vs target {row.target_accuracy:.2f} %"
-        + ("" if row.weights == row.total_weights else
-           f" ({int(row.weights):,} of {int(row.total_weights):,} weights approximated)"))
-
-
-def subsetsum_target_accuracy(networks: pd.DataFrame) -> Measured:
-    return float(_subsetsum_row(networks).target_accuracy)
-
-
-def subsetsum_kept_ratio(networks: pd.DataFrame) -> Measured:
-    row = _subsetsum_row(networks)
-    control = "" if not math.isfinite(row.paper_range_kept_ratio) else \
-        f"; with the paper's interval [-0.464, 0.541] instead: {row.paper_range_kept_ratio:.2f}x"
-    return row.kept_ratio, (f"coefficients from U[{row.low:.3f}, {row.high:.3f}] (our target's range)"
-                            f"{control}")
-
-
-_SUBSETSUM = "Pensia et al., Exp. 1"
-_SUBSETSUM_RUN = "subset-sum/results/paper/fc2_approx.out (c = 3, eps = 0.01, n = 21): "
-PENSIA_SUBSETSUM = [
-    Claim("pensia_subsetsum_eps", _SUBSETSUM, _SUBSETSUM_RUN + "\"All weights fall within eps=0.01 error: True\".",
-          1.0, "x", "largest error ≤ {v} eps",
-          "largest |w − subset sum| over the approximated weights, in units of eps (exact minimum-error subsets)",
-          subsetsum_max_error, experiment="pensia_subsetsum"),
-    Claim("pensia_subsetsum_accuracy", _SUBSETSUM, _SUBSETSUM_RUN + "approximated network 97.19 %, target 97.19 %.",
-          0.0, "pp", "{v} (97.19 % both)",
-          "test accuracy, approximated network minus target (the paper's code evaluates the target network "
-          "twice, so its 97.19 % for the approximation is the target's)",
-          subsetsum_accuracy_change, experiment="pensia_subsetsum"),
-    Claim("pensia_subsetsum_target", _SUBSETSUM, _SUBSETSUM_RUN + "target 784-500-10 (no biases), trained 10 epochs: "
-          "97.19 % test accuracy.", 97.19, "%", "{v}",
-          "test accuracy of our target after training", subsetsum_target_accuracy, experiment="pensia_subsetsum"),
-    Claim("pensia_subsetsum_kept", _SUBSETSUM, _SUBSETSUM_RUN + "3,725,871 of 8,337,000 coefficients kept: 9.39x "
-          "the target's 397,000 weights.", 9.39, "x", "{v}",
-          "coefficients kept per approximated weight. Ours are minimum-error subsets; the paper's are Gurobi's "
-          "answers (error ≤ eps, 1% MIP gap), not necessarily minimum-error ones. The count depends on the "
-          "interval the coefficients come from, so the detail also gives it with the paper's interval",
-          subsetsum_kept_ratio, experiment="pensia_subsetsum"),
-]
-
-
 # ---- strong lottery tickets (lth.strong: experiment = the network, control = the method) ------
 
 FINAL = "final_test_accuracy"
@@ -565,6 +506,66 @@ STRONG_TRAIN_TICKET = [
             control_ratio(net, "gated", "baseline", "epochs_to_best")) for net in ("mlp", "cnn")),
 ]
 # end of strong lottery tickets
+
+
+
+# ---- SubsetSum (Pensia et al. Experiment 1): one row of measured quantities --------------------
+# (lth.subsetsum_experiment.claims_frame: max_error, epsilon, within, weights, kept_ratio, accuracies)
+
+def _subsetsum_row(networks: pd.DataFrame) -> pd.Series:
+    if networks.empty or "kept_ratio" not in networks:
+        raise MissingData("no SubsetSum results")
+    return networks.iloc[0]
+
+
+def subsetsum_max_error(networks: pd.DataFrame) -> Measured:
+    row = _subsetsum_row(networks)
+    return row.max_error / row.epsilon, (f"largest error {row.max_error:.2e}; {int(row.within):,} of "
+                                         f"{int(row.weights):,} weights within eps = {row.epsilon:g}")
+
+
+def subsetsum_accuracy_change(networks: pd.DataFrame) -> Measured:
+    row = _subsetsum_row(networks)
+    return row.approximated_accuracy - row.target_accuracy, (
+        f"{row.approximated_accuracy:.2f} % vs target {row.target_accuracy:.2f} %"
+        + ("" if row.weights == row.total_weights else
+           f" ({int(row.weights):,} of {int(row.total_weights):,} weights approximated)"))
+
+
+def subsetsum_target_accuracy(networks: pd.DataFrame) -> Measured:
+    return float(_subsetsum_row(networks).target_accuracy)
+
+
+def subsetsum_kept_ratio(networks: pd.DataFrame) -> Measured:
+    row = _subsetsum_row(networks)
+    control = "" if not math.isfinite(row.paper_range_kept_ratio) else \
+        f"; with the paper's interval [-0.464, 0.541] instead: {row.paper_range_kept_ratio:.2f}x"
+    return row.kept_ratio, (f"coefficients from U[{row.low:.3f}, {row.high:.3f}] (our target's range)"
+                            f"{control}")
+
+
+_SUBSETSUM = "Pensia et al., Exp. 1"
+_SUBSETSUM_RUN = "subset-sum/results/paper/fc2_approx.out (c = 3, eps = 0.01, n = 21): "
+PENSIA_SUBSETSUM = [
+    Claim("pensia_subsetsum_eps", _SUBSETSUM, _SUBSETSUM_RUN + "\"All weights fall within eps=0.01 error: True\".",
+          1.0, "x", "largest error ≤ {v} eps",
+          "largest |w − subset sum| over the approximated weights, in units of eps (exact minimum-error subsets)",
+          subsetsum_max_error, experiment="pensia_subsetsum"),
+    Claim("pensia_subsetsum_accuracy", _SUBSETSUM, _SUBSETSUM_RUN + "approximated network 97.19 %, target 97.19 %.",
+          0.0, "pp", "{v} (97.19 % both)",
+          "test accuracy, approximated network minus target (the paper's code evaluates the target network "
+          "twice, so its 97.19 % for the approximation is the target's)",
+          subsetsum_accuracy_change, experiment="pensia_subsetsum"),
+    Claim("pensia_subsetsum_target", _SUBSETSUM, _SUBSETSUM_RUN + "target 784-500-10 (no biases), trained 10 epochs: "
+          "97.19 % test accuracy.", 97.19, "%", "{v}",
+          "test accuracy of our target after training", subsetsum_target_accuracy, experiment="pensia_subsetsum"),
+    Claim("pensia_subsetsum_kept", _SUBSETSUM, _SUBSETSUM_RUN + "3,725,871 of 8,337,000 coefficients kept: 9.39x "
+          "the target's 397,000 weights.", 9.39, "x", "{v}",
+          "coefficients kept per approximated weight. Ours are minimum-error subsets; the paper's are Gurobi's "
+          "answers (error ≤ eps, 1% MIP gap), not necessarily minimum-error ones. The count depends on the "
+          "interval the coefficients come from, so the detail also gives it with the paper's interval",
+          subsetsum_kept_ratio, experiment="pensia_subsetsum"),
+]
 
 
 # ---- verdicts ----------------------------------------------------------------------------------
