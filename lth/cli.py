@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = experiment.run.read_metrics()
         dist.destroy_process_group()
     if rank == 0:
-        print(level_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        table = strong.summary_table(metrics) if isinstance(experiment, strong.StrongExperiment) else level_table(metrics)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
 
 

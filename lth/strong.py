@@ -591,6 +591,18 @@ def meta_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return rows.pivot_table(index=keys, columns="metric", values="value").reset_index()
 
 
+def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per network, control and density (mean over trials): percent kept, weights remaining, test
+    accuracy at the end, in percent (what `python -m lth run` prints)."""
+    from lth.analysis import per_network
+    networks = with_remaining(per_network(metrics), metrics)
+    table = networks.groupby(["experiment", "control", "level"], sort=False).agg(
+        runs=("trial", "size"), kept_pct=("density", "mean"), remaining_weights=("remaining_weights", "mean"),
+        test_acc_final_pct=("final_test_accuracy", "mean")).reset_index()
+    table[["kept_pct", "test_acc_final_pct"]] *= 100
+    return table.rename(columns={"experiment": "network"})
+
+
 def with_remaining(networks: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """Per-network frame plus ``remaining_weights`` = density x scored weights (Pensia's x axis)."""
     keys = ["experiment", "level", "control", "trial", "replicate"]

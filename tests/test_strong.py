@@ -316,3 +316,39 @@ def test_strong_claims_measure_the_best_density_and_the_weights_nearest_the_pape
     networks.loc[networks.level == 3, "final_test_accuracy"] = 0.80
     networks.loc[networks.level == 2, "final_test_accuracy"] = 0.99  # best at 20%: 10 pp below 30%
     assert verdict() == ["partly"]
+
+
+def test_a_killed_gem_miner_run_resumes_to_the_same_scores_and_freezes(synthetic):
+    schedule = dict(supermask.freezing_schedule(40, 10, 0.1))
+    freeze = lambda iteration, stack: supermask.freeze_lowest(stack, schedule[iteration]) if iteration in schedule else None
+    cfg = sgd(iterations="40it", checkpoint_every=20)
+    whole = score_stack(rule="threshold")
+    train(whole, synthetic, cfg, data_seeds=[1, 2], callbacks=[freeze])
+
+    class Killed(Exception):
+        pass
+
+    saved = []
+
+    def checkpoint_then_die(state):
+        saved.append(state)
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(score_stack(rule="threshold"), synthetic, cfg, data_seeds=[1, 2], callbacks=[freeze],
+              checkpoint=checkpoint_then_die)
+    resumed = score_stack(rule="threshold")
+    train(resumed, synthetic, cfg, data_seeds=[1, 2], callbacks=[freeze], resume=saved[-1])
+    for group in ("params", "buffers"):
+        for key, value in getattr(whole, group).items():
+            assert torch.equal(getattr(resumed, group)[key], value), key
+
+
+def test_the_cli_runs_a_strong_recipe_and_prints_its_networks(tmp_path, capsys):
+    from lth.cli import main
+    assert main(["run", "strong_train_ticket", "-p", "smoke", "--root", str(tmp_path), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "network" in out and "gated" in out and "baseline" in out and "cnn" in out
+    assert main(["run", "strong_train_ticket", "-p", "smoke", "-b", "TrainTicketConfig.networks = ('vit',)",
+                 "--root", str(tmp_path)]) == 2
+    assert "unknown train_ticket network 'vit'" in capsys.readouterr().err
