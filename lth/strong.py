@@ -760,7 +760,7 @@ def bar_figure(networks: pd.DataFrame, title: str, order: Sequence[str], column:
     stats = networks.groupby("control")[column].agg(["mean", "min", "max", "size"]).loc[present]
     ax.bar(range(len(present)), 100 * stats["mean"], color=[f"C{i}" for i in range(len(present))],
            yerr=[100 * (stats["mean"] - stats["min"]), 100 * (stats["max"] - stats["mean"])], capsize=4)
-    ax.set_xticks(range(len(present)), [textwrap.fill(label(c), 18) + f"\n(n={n})" for c, n in
+    ax.set_xticks(range(len(present)), [textwrap.fill(label(c), 18, break_on_hyphens=False) + f"\n(n={n})" for c, n in
                                         zip(present, stats["size"])], fontsize=8)
     ax.set_ylabel("Test accuracy at the end (%)")
     fig.suptitle(title)
