@@ -382,17 +382,22 @@ def milp_min_error(weight: float, coefficients: Sequence[float], *, time_limit: 
     rows[0, :n], rows[0, n] = a, -1.0     #  a.x - z <= w
     rows[1, :n], rows[1, n] = -a, -1.0    # -a.x - z <= -w
     constraints = LinearConstraint(rows, [-np.inf, -np.inf], [weight, -weight])
-    options = {"mip_rel_gap": 0.0, "time_limit": time_limit, "mip_abs_gap": 0.0,
-               "mip_feasibility_tolerance": 1e-10, "primal_feasibility_tolerance": 1e-10}
+    tight = {"mip_feasibility_tolerance": 1e-10, "primal_feasibility_tolerance": 1e-10}
     started = time.perf_counter()
-    with warnings.catch_warnings():  # scipy passes the last three options to HiGHS but warns it does not know them
-        warnings.filterwarnings("ignore", message="Unrecognized options", category=RuntimeWarning)
-        result = milp(objective, integrality=np.r_[np.ones(n), 0.0],
-                      bounds=Bounds(np.zeros(n + 1), np.r_[np.ones(n), np.inf]), constraints=constraints,
-                      options=options)
+    # HiGHS sometimes stops with a numerical "solve error" under the tight tolerances: then it gets
+    # a second try with its defaults, and a weight it still cannot solve is reported, not fatal.
+    for extra in (tight, {}):
+        options = {"mip_rel_gap": 0.0, "time_limit": time_limit, "mip_abs_gap": 0.0, **extra}
+        with warnings.catch_warnings():  # scipy passes the tolerances to HiGHS but warns it does not know them
+            warnings.filterwarnings("ignore", message="Unrecognized options", category=RuntimeWarning)
+            result = milp(objective, integrality=np.r_[np.ones(n), 0.0],
+                          bounds=Bounds(np.zeros(n + 1), np.r_[np.ones(n), np.inf]), constraints=constraints,
+                          options=options)
+        if result.x is not None:
+            break
     seconds = time.perf_counter() - started
     if result.x is None:
-        raise RuntimeError(f"HiGHS found no solution for w = {weight} (status {result.status}: {result.message})")
+        return MilpResult(math.nan, math.nan, -1, seconds, f"no solution (status {result.status}: {result.message})")
     chosen = np.round(result.x[:n]).astype(np.int64)
     mask = int(sum(int(bit) << i for i, bit in enumerate(chosen)))
     status = "optimal" if result.status == 0 else result.message

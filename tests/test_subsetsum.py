@@ -2,6 +2,7 @@
 and the experiment's target cache (lth.subsetsum_experiment)."""
 
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -169,3 +170,17 @@ def test_cli_runs_the_experiment(tmp_path, capsys):
     assert cli.main(["run", "pensia_subsetsum", "-p", "smoke", "--root", str(tmp_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "run folder:" in out and "2,000 (a seeded sample)" in out and "2 of 2 weights: the same subset" in out
+
+
+def test_a_weight_highs_cannot_solve_is_reported_not_fatal(monkeypatch):
+    import scipy.optimize
+    calls = []
+
+    def failing_milp(*args, **kwargs):
+        calls.append(kwargs["options"])
+        return SimpleNamespace(x=None, status=4, message="Solve error", fun=None)
+
+    monkeypatch.setattr(scipy.optimize, "milp", failing_milp)
+    result = subsetsum.milp_min_error(0.1, [0.05, 0.2, -0.3])
+    assert len(calls) == 2 and "primal_feasibility_tolerance" not in calls[1]  # retried with HiGHS's defaults
+    assert math.isnan(result.error) and result.mask == -1 and "Solve error" in result.status
