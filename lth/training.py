@@ -122,8 +122,7 @@ def use_cuda_graphs(device: torch.device) -> bool:
     return device.type == "cuda" and os.environ.get("LTH_CUDA_GRAPHS", "1") != "0"
 
 
-GRAPH_STEPS = 100  # most steps captured in one CUDA graph: one launch instead of 100
-
+GRAPH_STEPS = 100  # most steps captured in one CUDA graph
 
 
 class TrainStep:
@@ -132,8 +131,9 @@ class TrainStep:
     Steps run in chunks of ``chunk`` consecutive steps whose batch indices and learning rates
     are filled into fixed device buffers before the chunk starts, so the same body runs eagerly
     (CPU, and the first steps on a GPU) or is captured as a CUDA graph and replayed with
-    identical arithmetic: on a GPU one launch per chunk instead of hundreds of kernel launches
-    per step. Augmented data (drawn on the host side of the graph) goes one step at a time."""
+    identical arithmetic: on a GPU the host launches one graph per chunk instead of about fifty
+    kernels per step, so a slow or busy CPU never starves the GPU. Augmented data (drawn on the
+    host side of the graph) goes one step at a time."""
 
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
 
@@ -151,9 +151,6 @@ class TrainStep:
         self.lr_plan = torch.zeros(self.chunk, device=device)
         self.x = torch.zeros(stack.size, batch_size, *data.input_shape, device=device) if data.augment else None
         self.running = torch.zeros(stack.size, device=device)  # training loss summed since it was last read
-
-    def __call__(self, iteration: int, lr: float) -> None:
-        self.run(iteration, [lr])
 
     def run(self, start: int, lrs: Sequence[float]) -> None:
         """Steps ``start, start + 1, ...`` with learning rates ``lrs`` (one per step)."""
