@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 
 from lth.config import PROFILES, ConfigError, load
 
@@ -17,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-b", "--binding", action="append", default=[], help="an extra gin binding, e.g. 'ImpConfig.trials = 3'")
     run.add_argument("--root", default="runs", help="result store folder (default: runs)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
+    run.add_argument("--data-parallel", action="store_true",
+                     help="under torchrun: every process trains all trials on its share of each batch "
+                          "(one large network over GPUs) instead of taking a share of the trials")
     download = commands.add_parser("download", help="download a data set into the data root (needs internet)")
     download.add_argument("dataset")
     args = parser.parse_args(argv)
@@ -46,13 +50,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("strong-ticket recipes run in one process; start them without torchrun")
             experiment = strong.make_experiment(*strong.configs(strong_config), root=args.root, device=device)
         else:
-            experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=device, shard=(rank, world))
+            if args.data_parallel:  # identical replicas: only the lead writes to the store
+                root = args.root if rank == 0 else tempfile.mkdtemp(prefix=f"lth-rank{rank}-")
+                experiment = Experiment(ImpConfig(), TrainConfig(), root=root, device=device, data_parallel=world > 1)
+            else:
+                experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=device, shard=(rank, world))
     except (ConfigError, ValueError, DatasetNotFound) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if rank == 0:
-        print(f"run folder: {experiment.run.path}" + (f" ({world} processes, trials spread over them)"
-                                                      if world > 1 else ""), flush=True)
+        how = "each with its share of every batch" if args.data_parallel else "trials spread over them"
+        print(f"run folder: {experiment.run.path}" + (f" ({world} processes, {how})" if world > 1 else ""), flush=True)
     try:
         metrics = experiment.run_all()
     except (CorruptCheckpoint, DivergedError) as err:  # finished levels stay in the run folder
@@ -92,12 +100,13 @@ def _distributed(device: str) -> tuple[int, int, str]:
     import torch
     import torch.distributed as dist
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    dist.init_process_group("gloo")  # only a barrier at the end: the shards never exchange tensors
     if device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(local_rank)  # CUDA graphs capture on the current device
     elif device == "auto":
         device = "cpu"
+    # Trial shards only meet at a final barrier; data-parallel replicas average gradients every step.
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return rank, world, device
 
 

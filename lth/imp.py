@@ -121,7 +121,7 @@ class Experiment:
 
     def __init__(self, config: ImpConfig, train_cfg: TrainConfig, *, root: str | Path = "runs",
                  device: str | torch.device = "auto", data: DataSplits | None = None,
-                 callbacks: Sequence = (), shard: tuple[int, int] = (0, 1)):
+                 callbacks: Sequence = (), shard: tuple[int, int] = (0, 1), data_parallel: bool = False):
         self.config, self.train_cfg = config, train_cfg
         # Trials are independent chains: shard (rank, world) trains trials rank, rank + world, ...
         # (one process per GPU under torchrun) and writes its own files into the shared run folder.
@@ -133,6 +133,7 @@ class Experiment:
             raise ValueError(f"shard {shard} has no trials: {config.trials} trials over {world} processes")
         self.shard_suffix = "" if world == 1 else f"_shard{rank}of{world}"
         self.is_lead = rank == 0
+        self.data_parallel = data_parallel  # every process trains all trials on its share of each batch
         self.callbacks = list(callbacks)  # called as f(iteration, stack) at every evaluation
         self.device = resolve_device(device)
         self.data = (data or load_splits(config.dataset, seed=config.split_seed)).to(self.device)
@@ -252,6 +253,7 @@ class Experiment:
             checkpoint=lambda state: self.run.save_checkpoint_in_background(progress_key, state),
             callbacks=self.callbacks,
             snapshot_at=self.rewind_iteration if (level == 0 and cfg.rewind == "weights" and self.rewind_iteration) else None,
+            data_parallel=self.data_parallel,
             desc=f"{cfg.experiment} level {level}/{self.num_levels - 1}")
         densities = stack.density().tolist()
         self.run.write_metrics(key, _rows(cfg.experiment, level, members, densities, history))

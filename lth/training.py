@@ -138,8 +138,10 @@ class TrainStep:
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
 
     def __init__(self, stack: NetworkStack, data: DataSplits, optimizer: torch.optim.Optimizer,
-                 seeds: Sequence[int], batch_size: int, graphed: bool, chunk: int = 1, precision: str = "fp32"):
+                 seeds: Sequence[int], batch_size: int, graphed: bool, chunk: int = 1, precision: str = "fp32",
+                 replica: tuple[int, int] | None = None):
         self.stack, self.data, self.optimizer = stack, data, optimizer
+        self.replica = replica  # (rank, world) under data parallelism: this process's share of each batch
         self.seeds, self.batch_size = list(seeds), batch_size
         self.graphed, self.graphs, self.eager_steps = graphed, {}, 0
         self.chunk = 1 if data.augment else max(1, chunk)
@@ -202,8 +204,14 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)  # inside a graph: fresh gradients, never accumulated
         idx = self.plan[k]
         x = self.x if self.data.augment else self.data.train.x[idx]
-        losses = self._losses(x, self.data.train.y[idx])
+        y = self.data.train.y[idx]
+        if self.replica is not None:
+            rank, world = self.replica
+            x, y = x[:, rank::world], y[:, rank::world]
+        losses = self._losses(x, y)
         losses.sum().backward()  # networks are independent: each gets its own gradient
+        if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
+            losses = _all_mean([losses.detach()] + [p.grad for p in self.stack.params.values() if p.grad is not None])[0]
         self.stack.mask_gradients()
         self.optimizer.step()
         self.running += losses.detach()
@@ -227,6 +235,27 @@ class TrainStep:
         value = self.running.clone()
         self.running.zero_()
         return value
+
+
+def _replica(batch_size: int) -> tuple[int, int]:
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        raise RuntimeError("data parallel training needs torch.distributed initialised (start it with torchrun)")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} does not split evenly over {world} processes; "
+                         f"use a multiple of {world}")
+    return rank, world
+
+
+@torch.no_grad()
+def _all_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Average tensors in place over the processes of the default group."""
+    import torch.distributed as dist
+    for tensor in tensors:
+        dist.all_reduce(tensor)
+        tensor.div_(dist.get_world_size())
+    return tensors
 
 
 @torch.no_grad()
@@ -290,29 +319,34 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
           start: int = 0, labels: Sequence[str] | None = None, resume: dict | None = None,
           checkpoint: Callable[[dict], None] | None = None,
           callbacks: Sequence[Callable[[int, NetworkStack], None]] = (),
-          snapshot_at: int | None = None, desc: str = "train") -> tuple[History, dict | None]:
+          snapshot_at: int | None = None, desc: str = "train",
+          data_parallel: bool = False) -> tuple[History, dict | None]:
     """Train every network of ``stack`` from iteration ``start`` to the schedule's end.
 
     ``data_seeds`` gives each network its data order. ``resume`` is a state previously passed
     to ``checkpoint``. ``snapshot_at`` returns a copy of the weights taken at that iteration
     (weight rewinding). Returns the evaluation history and that snapshot (or None).
+    ``data_parallel``: every process of the initialised torch.distributed group trains the same
+    networks on its share of each batch, gradients averaged over processes (DDP's scheme).
     """
     with matmul_precision(cfg.precision):
         return _train(stack, data, cfg, data_seeds=data_seeds, start=start, labels=labels, resume=resume,
-                      checkpoint=checkpoint, callbacks=callbacks, snapshot_at=snapshot_at, desc=desc)
+                      checkpoint=checkpoint, callbacks=callbacks, snapshot_at=snapshot_at, desc=desc,
+                      data_parallel=data_parallel)
 
 
 def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds: Sequence[int], start: int,
            labels: Sequence[str] | None, resume: dict | None, checkpoint: Callable[[dict], None] | None,
            callbacks: Sequence[Callable[[int, NetworkStack], None]], snapshot_at: int | None,
-           desc: str) -> tuple[History, dict | None]:
+           desc: str, data_parallel: bool) -> tuple[History, dict | None]:
     if len(data_seeds) != stack.size:
         raise ValueError(f"{len(data_seeds)} data seeds for a stack of {stack.size} networks")
     labels = list(labels) if labels is not None else [f"network {i}" for i in range(stack.size)]
     steps = cfg.steps(len(data.train))
     if not 0 <= start <= steps.total:
         raise ValueError(f"start iteration {start} outside the schedule [0, {steps.total}]")
-    graphed = use_cuda_graphs(stack.device)
+    replica = _replica(cfg.batch_size) if data_parallel else None
+    graphed = use_cuda_graphs(stack.device) and replica is None  # collectives stay outside graphs
     optimizer = make_optimizer(list(stack.params.values()), cfg, graphed)
     history, snapshot, iteration = History(), None, start
     if resume is not None:
@@ -323,7 +357,7 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
     if snapshot_at is not None and snapshot_at == iteration and snapshot is None:
         snapshot = stack.state()
     step = TrainStep(stack, data, optimizer, data_seeds, cfg.batch_size, graphed,
-                     chunk=min(GRAPH_STEPS, steps.eval_every), precision=cfg.precision)
+                     chunk=min(GRAPH_STEPS, steps.eval_every), precision=cfg.precision, replica=replica)
     evaluator = Evaluator(stack, cfg.eval_batch_size, graphed, cfg.precision)
 
     def record(it: int, steps_since: int) -> None:

@@ -103,3 +103,32 @@ def test_torchrun_spreads_trials_over_processes(tmp_path):
     assert sorted(metrics.trial.unique()) == [0, 1]
     assert result.stdout.count("run folder:") == 1 and "2 processes" in result.stdout
     assert sorted(metrics.groupby("trial")["level"].nunique()) == [3, 3]
+
+
+def test_torchrun_data_parallel_equals_one_process(tmp_path):
+    """Two CPU processes share each batch (gradients averaged): the lead's results are the single run's."""
+    env = {**os.environ, "LTH_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    common = ["run", "lth_lenet300", "--profile", "smoke", "-b", "ImpConfig.dataset = 'synthetic'",
+              "-b", "ImpConfig.controls = ()", "--device", "cpu"]
+    single = subprocess.run([sys.executable, "-m", "lth", *common, "--root", str(tmp_path / "one")],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    parallel = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               "-m", "lth", *common, "--data-parallel", "--root", str(tmp_path / "two")],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    assert "each with its share of every batch" in parallel.stdout
+    read = lambda root: pd.concat(map(pd.read_csv, sorted((find_runs(root, "lth_lenet300")[0].path / "metrics").glob("*.csv"))))
+    one, two = read(tmp_path / "one"), read(tmp_path / "two")
+    assert len(one) == len(two) > 0
+    # Two half-batch means averaged equal the batch mean up to float rounding.
+    assert (one.value.to_numpy() - two.value.to_numpy()).__abs__().max() < 1e-4
+
+
+def test_data_parallel_batch_must_split_evenly(tmp_path):
+    env = {**os.environ, "LTH_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "lth", "run", "lth_lenet300", "--profile", "smoke", "-b", "ImpConfig.dataset = 'synthetic'",
+                             "-b", "TrainConfig.batch_size = 61", "--data-parallel", "--device", "cpu", "--root", str(tmp_path)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "batch_size 61 does not split evenly over 2 processes" in result.stderr

@@ -156,3 +156,19 @@ def test_steps_in_chunks_equal_steps_one_at_a_time(synthetic, monkeypatch, chunk
         assert torch.equal(snap_one["params"][n], snap_chunked["params"][n]), n
     for key in history_one.values:
         assert torch.equal(history_one.series(key), history_chunked.series(key)), key
+
+
+def test_a_data_parallel_replica_trains_on_its_share_of_each_batch(synthetic, monkeypatch):
+    import lth.training
+    from lth.training import TrainStep, make_optimizer
+    averaged = []
+    monkeypatch.setattr(lth.training, "_all_mean", lambda tensors: averaged.append(len(tensors)) or tensors)
+    stack = make_stack([0, 1])
+    step = TrainStep(stack, synthetic, make_optimizer(list(stack.params.values()), CONFIGS["adam"]), [0, 1], 20,
+                     graphed=False, replica=(1, 2))
+    seen = []
+    original = step._losses
+    step._losses = lambda x, y: seen.append((x.shape, y.shape)) or original(x, y)
+    step.run(0, [1e-2] * 3)
+    assert seen == [((2, 10, 1, 8, 8), (2, 10))] * 3  # rows 1, 3, 5, ... of each 20-image batch
+    assert averaged == [1 + len(stack.params)] * 3  # the losses and every gradient, every step
