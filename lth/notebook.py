@@ -90,16 +90,19 @@ class Outcome:
                 f"{len(levels)} levels (100% → {lowest:.1f}% of weights remaining), controls: {controls}. "
                 f"Results in `{self.run_path}`.{note}")
 
-
     def save_provenance(self, folder: str | Path) -> None:
-        """Copy the run's manifest (versions, device, commit, wall time) and operative config
-        beside the figures made from it."""
-        if self.run_path is None:
-            return
-        for name in ("manifest.json", "config.gin"):
-            source = self.run_path / name
-            if source.exists():
-                shutil.copyfile(source, Path(folder) / f"{self.experiment}-{self.run_path.name}.{name}")
+        save_provenance(self.run_path, self.experiment, folder)
+
+
+def save_provenance(run_path: Path | None, experiment: str, folder: str | Path) -> None:
+    """Copy a run's manifest (versions, device, commit, wall time) and operative config beside the
+    figures made from it."""
+    if run_path is None:
+        return
+    for name in ("manifest.json", "config.gin"):
+        source = run_path / name
+        if source.exists():
+            shutil.copyfile(source, Path(folder) / f"{experiment}-{run_path.name}.{name}")
 
 
 def _count(iterations: int | str) -> str:

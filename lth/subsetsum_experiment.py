@@ -309,15 +309,9 @@ class SubsetSumOutcome:
         return f"{self.config.dataset}, {self.profile} profile{sampled}"
 
     def save_provenance(self, folder: str | Path) -> None:
-        """Copy the target's manifest (versions, device, commit, wall time, the last solve) and
-        operative config beside the figures made from it."""
-        import shutil
-        if self.run_path is None:
-            return
-        for name in ("manifest.json", "config.gin"):
-            source = self.run_path / name
-            if source.exists():
-                shutil.copyfile(source, Path(folder) / f"{self.experiment}-{self.run_path.name}.{name}")
+        """The target's manifest (versions, device, commit, wall time, the last solve) and config."""
+        from lth.notebook import save_provenance
+        save_provenance(self.run_path, self.experiment, folder)
 
     def describe(self) -> str:
         if not self.ran:
