@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 
 from lth.config import PROFILES, ConfigError, load
 
@@ -50,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("strong-ticket recipes run in one process; start them without torchrun")
             experiment = strong.make_experiment(*strong.configs(strong_config), root=args.root, device=device)
         else:
-            if args.data_parallel:  # identical replicas: only the lead writes to the store
-                root = args.root if rank == 0 else tempfile.mkdtemp(prefix=f"lth-rank{rank}-")
-                experiment = Experiment(ImpConfig(), TrainConfig(), root=root, device=device, data_parallel=world > 1)
+            if args.data_parallel:  # identical replicas share the store: a resumed run resumes on every rank
+                experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=device,
+                                        data_parallel=world > 1)
             else:
                 experiment = Experiment(ImpConfig(), TrainConfig(), root=args.root, device=device, shard=(rank, world))
     except (ConfigError, ValueError, DatasetNotFound) as err:

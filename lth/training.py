@@ -259,6 +259,13 @@ def _all_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
+def _broadcast_from_lead(tensors: list[torch.Tensor]) -> None:
+    import torch.distributed as dist
+    for tensor in tensors:
+        dist.broadcast(tensor, src=0)
+
+
+@torch.no_grad()
 def evaluate(stack: NetworkStack, split: Split, batch_size: int = 2000, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Mean loss and accuracy of every network on a whole split: {'loss': (M,), 'accuracy': (M,)}."""
     stack.train(False)
@@ -361,6 +368,8 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
     evaluator = Evaluator(stack, cfg.eval_batch_size, graphed, cfg.precision)
 
     def record(it: int, steps_since: int) -> None:
+        if replica is not None:  # as DDP: the lead's BatchNorm statistics, so every replica stays identical
+            _broadcast_from_lead(list(stack.buffers.values()))
         metrics = {}
         for name, split in (("val", data.val), ("test", data.test)):
             for metric, value in evaluator(split).items():
