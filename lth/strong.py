@@ -90,8 +90,7 @@ class EdgePopupConfig:
         for init in self.weight_inits:
             supermask._check(init, supermask.WEIGHT_INITS, "weight init")
         for name in self.networks:
-            if name not in ("lenet300", "conv2", "conv4", "conv6"):
-                raise ValueError(f"edge-popup networks are lenet300, conv2, conv4, conv6; got {name!r}")
+            supermask._check(name, ("lenet300", "conv2", "conv4", "conv6"), "edge-popup network")
 
 
 @gin.configurable
@@ -117,11 +116,9 @@ class PensiaConfig:
         _validate_common(self)
         _validate_densities(self.densities)
         for name in self.networks:
-            if name not in PENSIA_NETWORKS:
-                raise ValueError(f"unknown Pensia network {name!r}; valid: {', '.join(PENSIA_NETWORKS)}")
+            supermask._check(name, PENSIA_NETWORKS, "Pensia network")
         for variant in self.variants:
-            if variant not in ("red", "wide"):
-                raise ValueError(f"unknown Pensia variant {variant!r}; valid: red, wide")
+            supermask._check(variant, ("red", "wide"), "Pensia variant")
         if self.redundancy < 1:
             raise ValueError(f"redundancy r must be >= 1, got {self.redundancy}")
         supermask._check(self.weight_init, supermask.WEIGHT_INITS, "weight init")
@@ -149,8 +146,7 @@ class GemMinerConfig:
         if self.l2 < 0:
             raise ValueError(f"l2 must be >= 0, got {self.l2}")
         for control in self.controls:
-            if control not in SANITY_CHECKS:
-                raise ValueError(f"unknown sanity check {control!r}; valid: {', '.join(SANITY_CHECKS)}")
+            supermask._check(control, SANITY_CHECKS, "sanity check")
         supermask._check(self.weight_init, supermask.WEIGHT_INITS, "weight init")
 
 
@@ -169,8 +165,7 @@ class TrainTicketConfig:
     def __post_init__(self):
         _validate_common(self)
         for name in self.networks:
-            if name not in TICKET_NETWORKS:
-                raise ValueError(f"unknown train_ticket network {name!r}; valid: {', '.join(TICKET_NETWORKS)}")
+            supermask._check(name, TICKET_NETWORKS, "train_ticket network")
         supermask._check(self.weight_init, supermask.WEIGHT_INITS, "weight init")
 
 
