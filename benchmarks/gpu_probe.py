@@ -1,56 +1,108 @@
-"""GPU probe (not a benchmark): where a stacked LeNet step spends its time; does torch.compile help?"""
-import os
+"""GPU probe (not a benchmark): where the LeNet paper protocol's time goes between training steps
+and evaluations, whether evaluations can overlap training on a second stream, and whether a
+torch.compile'd loss keeps its compiled code across levels (new stacks of the same shape)."""
 import sys
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.func import functional_call, vmap
+import torch.nn.functional as F
 
 from lth.data import load_splits
 from lth.engine import NetworkStack
 from lth.models import build_model
-from lth.training import TrainConfig, TrainStep, make_optimizer, matmul_precision
+from lth.training import Evaluator, TrainConfig, TrainStep, make_optimizer, matmul_precision
 
 dev = torch.device("cuda")
 print(torch.__version__, torch.cuda.get_device_name(), flush=True)
 mnist = load_splits("mnist").to(dev)
+M = 20
 
 
-def make(M, graphed, model="lenet300", compiled=False):
-    st = NetworkStack.build(lambda s: build_model(model, (1, 28, 28), 10, seed=s), list(range(M)), dev)
-    step = TrainStep(st, mnist, make_optimizer(list(st.params.values()), TrainConfig(), graphed), list(range(M)), 60,
-                     graphed, chunk=100, precision="tf32")
-    if compiled:
-        step._losses = torch.compile(step._losses)
-    return step
+def make(seed0=0):
+    st = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(seed0, seed0 + M)), dev)
+    step = TrainStep(st, mnist, make_optimizer(list(st.params.values()), TrainConfig(), True), list(range(M)), 60,
+                     True, chunk=100, precision="tf32")
+    return st, step
+
+
+def timed(fn, repeats):
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / repeats
 
 
 with matmul_precision("tf32"):
-    step = make(20, graphed=False)
-    step.run(0, [1e-3] * 20)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        step.run(20, [1e-3] * 50)
+    st, step = make()
+    step.run(0, [1e-3] * 300)
+    ev = Evaluator(st, 2000, True, "tf32")
+    ev16 = Evaluator(st, 2000, True, "bf16")
+    ev10k = Evaluator(st, 10000, True, "tf32")
+    it = [300]
+
+    def train100():
+        step.run(it[0], [1e-3] * 100)
+        it[0] += 100
+
+    def evals(e):
+        return lambda: [e(mnist.val), e(mnist.test)]
+
+    t_train = timed(train100, 30)
+    t_eval = timed(evals(ev), 30)
+    t_eval16 = timed(evals(ev16), 30)
+    t_eval10k = timed(evals(ev10k), 30)
+    t_serial = timed(lambda: (train100(), [v["loss"].cpu() for v in evals(ev)()]), 30)
+    print(f"M={M}: 100 steps {t_train * 1e3:.2f} ms ({100 / t_train:.0f} steps/s); val+test eval {t_eval * 1e3:.2f} ms "
+          f"(bf16 {t_eval16 * 1e3:.2f} ms, eval batch 10000 {t_eval10k * 1e3:.2f} ms); serial cycle {t_serial * 1e3:.2f} ms",
+          flush=True)
+
+    # Overlap: evaluate a frozen copy of the weights on a side stream while the next 100 steps train.
+    frozen = NetworkStack(st.template, {k: v.detach().clone() for k, v in st.params.items()},
+                          {k: v.clone() for k, v in st.buffers.items()})
+    evf = Evaluator(frozen, 2000, True, "tf32")
+    side = torch.cuda.Stream()
+    keys = list(st.params) + list(st.buffers)
+    src = lambda: [st.params[k].detach() if k in st.params else st.buffers[k] for k in keys]
+    dst = [frozen.params[k].detach() if k in frozen.params else frozen.buffers[k] for k in keys]
+    host = torch.zeros(4, M, pin_memory=True)
+
+    def overlapped():
+        torch.cuda.current_stream().wait_stream(side)  # the previous evaluation has read the frozen copy
+        torch._foreach_copy_(dst, src())
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            v, t = evf(mnist.val), evf(mnist.test)
+            host.copy_(torch.stack([v["loss"], v["accuracy"], t["loss"], t["accuracy"]]), non_blocking=True)
+        train100()
+
+    t_over = timed(overlapped, 30)
+    print(f"overlapped cycle {t_over * 1e3:.2f} ms (serial {t_serial * 1e3:.2f}, train only {t_train * 1e3:.2f})", flush=True)
+
+    # torch.compile of the stacked loss as one module-level function: does a second stack reuse the code?
+    def stack_losses(template, params, buffers, x, y):
+        one = lambda p, b, inp: functional_call(template, (p, b), (inp,))
+        logits = vmap(one, randomness="different")(params, buffers, x)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+
+    compiled = torch.compile(stack_losses)
+    template = None
+    for level in range(3):
+        st2, step2 = make(seed0=100 * level)
+        template = template or st2.template
+        step2._losses = lambda x, y, s=st2: compiled(template, s.params, s.buffers, x, y)
+        t0 = time.perf_counter()
+        step2.run(0, [1e-3] * 300)
         torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
-    total = sum(e.self_device_time_total for e in events)
-    count = sum(e.count for e in events)
-    print(f"eager M=20: {count / 50:.1f} kernels/step, {total / 50:.1f} us GPU time/step", flush=True)
-    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25), flush=True)
-    for M in (1, 20):
-        for compiled in (False, True):
-            try:
-                step = make(M, graphed=True, compiled=compiled)
-                t0 = time.perf_counter()
-                step.run(0, [1e-3] * 210)
-                torch.cuda.synchronize()
-                warm = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                step.run(1000, [1e-3] * 5000)
-                torch.cuda.synchronize()
-                r = 5000 / (time.perf_counter() - t0)
-                print(f"graphed M={M} compiled={compiled}: {r:.0f} steps/s ({r * M:.0f} net-it/s), warm-up {warm:.1f} s",
-                      flush=True)
-            except Exception as err:  # noqa: BLE001
-                print(f"M={M} compiled={compiled} FAILED {type(err).__name__}: {str(err)[:800]}", flush=True)
+        warm = time.perf_counter() - t0
+        n = [300]
+
+        def run2():
+            step2.run(n[0], [1e-3] * 100)
+            n[0] += 100
+        t2 = timed(run2, 30)
+        print(f"compiled level {level}: warm-up {warm:.1f} s, 100 steps {t2 * 1e3:.2f} ms ({100 / t2:.0f} steps/s)", flush=True)
 sys.exit(0)

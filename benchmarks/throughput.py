@@ -126,7 +126,7 @@ def time_conventional(workload: str, device: torch.device, steps: int) -> float:
 
 
 def time_lth(workload: str, device: torch.device, stack_size: int, steps: int,
-             precision: str = "fp32") -> tuple[float, float]:
+             precision: str = "fp32", compile: bool = False) -> tuple[float, float]:
     """(steps per second, peak device memory in GiB) for a stack of ``stack_size`` networks."""
     model_name, data_name, batch, opt_name, lr = WORKLOADS[workload]
     data = (load_splits("mnist") if data_name == "mnist" else
@@ -139,7 +139,7 @@ def time_lth(workload: str, device: torch.device, stack_size: int, steps: int,
     cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9, weight_decay=1e-4 if opt_name == "sgd" else 0)
     graphed = use_cuda_graphs(device)
     step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg, graphed),
-                     list(range(stack_size)), batch, graphed, chunk=GRAPH_STEPS, precision=precision)
+                     list(range(stack_size)), batch, graphed, chunk=GRAPH_STEPS, precision=precision, compile=compile)
     with matmul_precision(precision):
         step.run(0, [lr] * (GRAPH_STEPS + 10))  # warm-up and capture
         _sync(device)
@@ -193,6 +193,7 @@ def main(argv=None) -> None:
     parser.add_argument("--stacks", nargs="+", type=int, default=[1, 5, 20, 100])
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=list(PRECISIONS),
                         help="lth rows for each (tf32: TF32 matmuls; bf16: autocast)")
+    parser.add_argument("--compile", action="store_true", help="also lth rows with TrainConfig.compile")
     parser.add_argument("--seconds", type=float, default=10.0, help="rough time per measurement")
     parser.add_argument("--quick", action="store_true", help="a handful of steps: checks that it runs")
     parser.add_argument("--protocol", action="store_true", help="also time the LeNet-300-100 paper protocol end to end")
@@ -210,13 +211,14 @@ def main(argv=None) -> None:
                          network_its_per_s=base, peak_gib=float("nan"), ratio=1.0))
         print(rows[-1], flush=True)
         for precision in args.precisions:
-            for m in args.stacks:
-                rate, _ = time_lth(workload, device, m, probe, precision)
-                rate, peak = time_lth(workload, device, m, steps_for(rate), precision)
-                rows.append(dict(workload=workload, method="lth" if m == 1 else "lth stacked", networks=m,
-                                 precision=precision, steps_per_s=rate, network_its_per_s=rate * m, peak_gib=peak,
-                                 ratio=rate * m / base))
-                print(rows[-1], flush=True)
+            for compiled in (False, True) if args.compile else (False,):
+                for m in args.stacks:
+                    rate, _ = time_lth(workload, device, m, probe, precision, compiled)  # also compiles
+                    rate, peak = time_lth(workload, device, m, steps_for(rate), precision, compiled)
+                    rows.append(dict(workload=workload, method=("lth" if m == 1 else "lth stacked") + (", compiled" if compiled else ""),
+                                     networks=m, precision=precision, steps_per_s=rate, network_its_per_s=rate * m,
+                                     peak_gib=peak, ratio=rate * m / base))
+                    print(rows[-1], flush=True)
     protocol = None
     if args.protocol:
         protocol = time_protocol(device, PROTOCOL + args.binding, args.out)

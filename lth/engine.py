@@ -132,7 +132,13 @@ class NetworkStack:
 
     def __call__(self, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
         """Logits (M, B, classes). ``x`` is (M, B, ...) per network, or (B, ...) if shared."""
-        def one(params, buffers, inputs):
-            return functional_call(self.template, (params, buffers), (inputs,))
-        in_dims = (0, 0, None if shared_input else 0)
-        return vmap(one, in_dims=in_dims, randomness="different")(self.params, self.buffers, x)
+        return stacked_forward(self.template, self.params, self.buffers, x, shared_input)
+
+
+def stacked_forward(template: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                    x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
+    """The stack's forward pass as a plain function of its tensors (what torch.compile traces)."""
+    def one(params, buffers, inputs):
+        return functional_call(template, (params, buffers), (inputs,))
+    in_dims = (0, 0, None if shared_input else 0)
+    return vmap(one, in_dims=in_dims, randomness="different")(params, buffers, x)

@@ -82,7 +82,7 @@ def _choose(what: str, value, valid: Sequence[str]) -> None:
 
 
 # Knobs that change memory or checkpoint cadence but never a result: left out of the run's hash.
-_NOT_HASHED = {"eval_batch_size", "checkpoint_every"}
+_NOT_HASHED = {"eval_batch_size", "checkpoint_every", "compile"}
 # Added after runs were stored: hashed only when set, so those runs keep their folders.
 _HASHED_WHEN_SET = {"precision": "fp32"}
 
@@ -211,6 +211,7 @@ class Experiment:
         for level in range(first, self.num_levels):
             previous = self._train_level(level, keys[level], previous, dense)
             dense = previous if level == 0 else dense
+        self.run.wait_for_writes()
         if self.is_lead:
             self.run.write_manifest(finished_at=datetime.now(timezone.utc).isoformat(),
                                     wall_time_s=round(time.time() - started, 2))
@@ -255,14 +256,17 @@ class Experiment:
             snapshot_at=self.rewind_iteration if (level == 0 and cfg.rewind == "weights" and self.rewind_iteration) else None,
             data_parallel=self.data_parallel,
             desc=f"{cfg.experiment} level {level}/{self.num_levels - 1}")
-        densities = stack.density().tolist()
-        self.run.write_metrics(key, _rows(cfg.experiment, level, members, densities, history))
+        rows = _rows(cfg.experiment, level, members, stack.density().tolist(), history)
         state = {"final": stack.select(range(trials)), "init": init}
         if snapshot is not None:  # level 0 only: the weights of iteration k, for weight rewinding
             state["rewind"] = {k: {n: t[:trials] for n, t in v.items()} for k, v in snapshot.items()}
-        self.run.save_checkpoint(key, state)
-        self.run.mark_done(key)
-        self.run.delete_checkpoint(progress_key)
+
+        def finish():  # the next level trains meanwhile; the done marker comes last, after both files
+            self.run.write_metrics(key, rows)
+            self.run.save_checkpoint(key, state)
+            self.run.mark_done(key)
+            self.run.delete_checkpoint(progress_key)
+        self.run.in_background(finish, f"finish {key}")
         return state
 
     def _prune(self, source: dict, level: int) -> dict[str, torch.Tensor]:

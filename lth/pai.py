@@ -32,11 +32,10 @@ import gin
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, vmap
 
 from lth import pruning
 from lth.data import DataSplits, batch_indices, derive_seed, load_splits
-from lth.engine import NetworkStack
+from lth.engine import NetworkStack, stacked_forward
 from lth import imp
 from lth.imp import resolve_device
 from lth.models import build_model
@@ -197,13 +196,6 @@ def random_targets(sizes: Mapping[str, int], shapes: Mapping[str, Sequence[int]]
 
 # ---- scores ------------------------------------------------------------------------------
 
-def _forward(stack: NetworkStack, params: dict, buffers: dict, x: torch.Tensor, shared_input: bool) -> torch.Tensor:
-    """The stack's vmapped forward over given tensors (the stack's own stay untouched)."""
-    def one(p, b, inputs):
-        return functional_call(stack.template, (p, b), (inputs,))
-    return vmap(one, in_dims=(0, 0, None if shared_input else 0), randomness="different")(params, buffers, x)
-
-
 class _EvalMode:
     """Score in eval mode: BatchNorm then uses its running statistics and updates nothing (in train
     mode SynFlow's single all-ones input would normalise to zero)."""
@@ -245,7 +237,7 @@ def snip_scores(stack: NetworkStack, data: DataSplits, seeds: Sequence[int], bat
     with _EvalMode(stack):
         params, buffers = _leaves(stack)
         weights = [params[name] for name in stack.kinds]
-        grads = torch.autograd.grad(_loss(_forward(stack, params, buffers, x, False), y), weights)
+        grads = torch.autograd.grad(_loss(stacked_forward(stack.template, params, buffers, x, False), y), weights)
     scores = {name: (w.detach() * g).abs() for name, w, g in zip(stack.kinds, weights, grads)}
     total = sum(s.flatten(1).sum(1) for s in scores.values())
     return {name: s / total.clamp_min(torch.finfo(s.dtype).tiny).view(-1, *[1] * (s.dim() - 1))
@@ -264,7 +256,7 @@ def grasp_scores(stack: NetworkStack, data: DataSplits, seeds: Sequence[int], ba
     with _EvalMode(stack):
         params, buffers = _leaves(stack)
         weights = [params[name] for name in stack.kinds]
-        loss = _loss(_forward(stack, params, buffers, x, False) / temperature, y)
+        loss = _loss(stacked_forward(stack.template, params, buffers, x, False) / temperature, y)
         grads = torch.autograd.grad(loss, weights, create_graph=True)
         gradient_flow = sum((g * g.detach()).sum() for g in grads)  # d/dw (g . g_fixed) = H g_fixed
         hessian_grad = torch.autograd.grad(gradient_flow, weights)
@@ -289,7 +281,7 @@ def synflow_scores(stack: NetworkStack, input_shape: Sequence[int], masks: Mappi
                     b.abs_()
         ones = torch.ones(1, *input_shape, dtype=torch.float64, device=stack.device)
         weights = [params[name] for name in stack.kinds]
-        grads = torch.autograd.grad(_forward(stack, params, buffers, ones, True).sum(), weights)
+        grads = torch.autograd.grad(stacked_forward(stack.template, params, buffers, ones, True).sum(), weights)
     return {name: (w.detach() * g).abs() for name, w, g in zip(stack.kinds, weights, grads)}
 
 

@@ -86,7 +86,7 @@ class RunDir:
     def __init__(self, root: Path | str, experiment: str, config_text: str):
         _check_key(experiment, "experiment")
         self.experiment = experiment
-        self._writer = None  # (thread, errors) of a checkpoint being written in the background
+        self._writer = None  # (thread, errors) of writes under way in the background
         self.hash = config_hash(config_text)
         self.path = Path(root) / experiment / self.hash
         self.path.mkdir(parents=True, exist_ok=True)
@@ -100,9 +100,11 @@ class RunDir:
     # -- progress markers ------------------------------------------------
 
     def is_done(self, key: str) -> bool:
+        self.wait_for_writes()
         return self._marker(key).exists()
 
     def mark_done(self, key: str) -> None:
+        self.wait_for_writes()
         marker = self._marker(key)
         marker.parent.mkdir(exist_ok=True)
         _atomic_write_text(marker, _now() + "\n")
@@ -114,6 +116,7 @@ class RunDir:
 
     def write_metrics(self, key: str, rows: list[dict]) -> Path:
         """Write long-format rows (exactly METRIC_COLUMNS each) to ``metrics/<key>.csv``, replacing it."""
+        self.wait_for_writes()
         path = self.path / "metrics" / f"{_check_key(key)}.csv"
         for index, row in enumerate(rows):
             missing = [c for c in METRIC_COLUMNS if c not in row]
@@ -133,6 +136,7 @@ class RunDir:
 
     def read_metrics(self) -> pd.DataFrame:
         """All metric files concatenated in natural key order (level_2 before level_10)."""
+        self.wait_for_writes()
         files = sorted((self.path / "metrics").glob("*.csv"), key=lambda p: _natural_key(p.stem))
         frames = [frame for frame in map(pd.read_csv, files) if not frame.empty]
         if not frames:
@@ -151,20 +155,26 @@ class RunDir:
         return path
 
     def save_checkpoint_in_background(self, key: str, state: dict) -> None:
-        """``save_checkpoint`` on a writer thread, so training goes on while the file is written and
-        synced. The state is copied to host memory first: the caller may change its tensors at once.
-        Every other checkpoint operation waits for the write (and raises its error, if any)."""
+        """``save_checkpoint`` on the writer thread (see ``in_background``). The state is copied to
+        host memory first: the caller may change its tensors at once."""
         self.wait_for_writes()
         host = _to_host(state)
+        self.in_background(lambda: self.save_checkpoint(key, host), f"checkpoint {key}")
+
+    def in_background(self, task: Callable[[], Any], name: str) -> None:
+        """Run ``task`` (writes to this folder) on a writer thread, so training goes on while files are
+        written and synced. Every other read or write of results or checkpoints waits for it first
+        (and raises its error, if any)."""
+        self.wait_for_writes()
         errors: list[BaseException] = []
 
-        def write():
+        def run():
             try:
-                self.save_checkpoint(key, host)
+                task()
             except BaseException as err:  # re-raised by wait_for_writes in the training thread
                 errors.append(err)
 
-        self._writer = (threading.Thread(target=write, name=f"checkpoint {key}"), errors)
+        self._writer = (threading.Thread(target=run, name=name), errors)
         self._writer[0].start()
 
     def wait_for_writes(self) -> None:

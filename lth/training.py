@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lth.data import DataSplits, Split, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
-from lth.engine import NetworkStack
+from lth.engine import NetworkStack, stacked_forward
 from lth.schedules import lr_at, parse_steps
 
 OPTIMIZERS = ("adam", "sgd")
@@ -52,6 +53,7 @@ class TrainConfig:
     eval_batch_size: int = 2000  # memory only: conv activations of many networks add up
     checkpoint_every: str | int = 5000  # a checkpoint holds every network's weights and moments: not too often
     precision: str = "fp32"  # tf32: matmuls on TF32 tensor cores; bf16: autocast too (see matmul_precision)
+    compile: bool = False  # torch.compile the forward pass and loss (see stacked_losses)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -84,21 +86,40 @@ class Steps:
 
 @dataclass
 class History:
-    """Metrics of every network at every evaluation, kept as tensors until the end."""
+    """Metrics of every network at every evaluation, kept as tensors until the end.
+
+    On a GPU, ``add`` copies to pinned host memory without waiting for the device, so training
+    never stops for its metrics; ``settle`` waits for the copies still in flight (``train``
+    settles before it returns, so a returned History is always readable)."""
     iterations: list[int] = field(default_factory=list)
     values: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # "split/metric" -> [(M,)]
+    in_flight: list[tuple[int, torch.cuda.Event]] = field(default_factory=list, repr=False)
 
     def add(self, iteration: int, metrics: dict[str, torch.Tensor]) -> None:
         self.iterations.append(iteration)
         for key, value in metrics.items():
-            self.values.setdefault(key, []).append(value.detach().float().cpu())
+            self.values.setdefault(key, []).append(value.detach().float().to("cpu", non_blocking=True))
+        if any(value.is_cuda for value in metrics.values()):
+            copied = torch.cuda.Event()
+            copied.record()
+            self.in_flight.append((len(self.iterations) - 1, copied))
+
+    def settle(self, in_flight: int = 0) -> int:
+        """Wait until at most ``in_flight`` copies are still under way (the latest ones, which the device
+        may still be computing); returns how many leading evaluations are readable."""
+        while len(self.in_flight) > in_flight:
+            self.in_flight.pop(0)[1].synchronize()
+        return self.in_flight[0][0] if self.in_flight else len(self.iterations)
 
     def series(self, key: str) -> torch.Tensor:
         """(M, evaluations)."""
+        self.settle()
         return torch.stack(self.values[key], dim=1)
 
     def state(self) -> dict:
-        return {"iterations": list(self.iterations), "values": {k: list(v) for k, v in self.values.items()}}
+        """For checkpoints: one (evaluations, M) tensor per metric (thousands of small tensors pickle slowly)."""
+        self.settle()
+        return {"iterations": list(self.iterations), "values": {k: torch.stack(v) for k, v in self.values.items()}}
 
     @classmethod
     def from_state(cls, state: dict) -> "History":
@@ -123,6 +144,9 @@ def use_cuda_graphs(device: torch.device) -> bool:
 
 
 GRAPH_STEPS = 100  # most steps captured in one CUDA graph
+# Evaluations whose metrics may still be on their way to the host: the host runs this far ahead of
+# the device, so its own pauses (a new epoch's permutations, ~40 ms for 20 networks) never idle it.
+METRICS_IN_FLIGHT = 4
 
 
 class TrainStep:
@@ -139,13 +163,14 @@ class TrainStep:
 
     def __init__(self, stack: NetworkStack, data: DataSplits, optimizer: torch.optim.Optimizer,
                  seeds: Sequence[int], batch_size: int, graphed: bool, chunk: int = 1, precision: str = "fp32",
-                 replica: tuple[int, int] | None = None):
+                 replica: tuple[int, int] | None = None, compile: bool = False):
         self.stack, self.data, self.optimizer = stack, data, optimizer
         self.replica = replica  # (rank, world) under data parallelism: this process's share of each batch
         self.seeds, self.batch_size = list(seeds), batch_size
         self.graphed, self.graphs, self.eager_steps = graphed, {}, 0
         self.chunk = 1 if data.augment else max(1, chunk)
         self.autocast = precision == "bf16"
+        self.losses = compiled_stacked_losses() if compile else stacked_losses
         self.per_epoch = steps_per_epoch(len(data.train), batch_size)
         self.epoch, self.batches, self.lrs = None, None, None
         device = stack.device
@@ -208,19 +233,13 @@ class TrainStep:
         if self.replica is not None:
             rank, world = self.replica
             x, y = x[:, rank::world], y[:, rank::world]
-        losses = self._losses(x, y)
+        losses = self.losses(self.stack.template, self.stack.params, self.stack.buffers, x, y, self.autocast)
         losses.sum().backward()  # networks are independent: each gets its own gradient
         if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
             losses = _all_mean([losses.detach()] + [p.grad for p in self.stack.params.values() if p.grad is not None])[0]
         self.stack.mask_gradients()
         self.optimizer.step()
         self.running += losses.detach()
-
-    def _losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(M,) mean training loss of each network on its batch."""
-        with torch.autocast(self.stack.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.stack(x).float()
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
 
     def _capture(self, count: int) -> None:
         torch.cuda.synchronize()
@@ -235,6 +254,21 @@ class TrainStep:
         value = self.running.clone()
         self.running.zero_()
         return value
+
+
+def stacked_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                   x: torch.Tensor, y: torch.Tensor, autocast: bool) -> torch.Tensor:
+    """(M,) mean training loss of each network of a stack on its batch."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = stacked_forward(template, params, buffers, x).float()
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+
+
+@functools.cache
+def compiled_stacked_losses() -> Callable:
+    """One compiled ``stacked_losses`` per process: its code is kept for every stack of the same
+    architecture and shapes, so the levels of an IMP run (a new stack each) compile once."""
+    return torch.compile(stacked_losses, dynamic=False)
 
 
 def _replica(batch_size: int) -> tuple[int, int]:
@@ -364,7 +398,8 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
     if snapshot_at is not None and snapshot_at == iteration and snapshot is None:
         snapshot = stack.state()
     step = TrainStep(stack, data, optimizer, data_seeds, cfg.batch_size, graphed,
-                     chunk=min(GRAPH_STEPS, steps.eval_every), precision=cfg.precision, replica=replica)
+                     chunk=min(GRAPH_STEPS, steps.eval_every), precision=cfg.precision, replica=replica,
+                     compile=cfg.compile)
     evaluator = Evaluator(stack, cfg.eval_batch_size, graphed, cfg.precision)
 
     def record(it: int, steps_since: int) -> None:
@@ -379,14 +414,23 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
         if it == steps.total:  # once per training: not worth a graph's memory
             for metric, value in evaluator(data.train, graph=False).items():
                 metrics[f"train/{metric}"] = value
-        finite = torch.isfinite(metrics["val/loss"])
-        if not bool(finite.all()):
-            bad = [labels[i] for i in (~finite).nonzero().flatten().tolist()]
-            raise DivergedError(
-                f"{', '.join(bad)} diverged (non-finite validation loss) by iteration {it} "
-                f"(lr {cfg.lr}, optimizer {cfg.optimizer}); results saved so far are kept. "
-                "Lower the learning rate or add warmup.")
         history.add(it, metrics)
+        check_finite(history.settle(METRICS_IN_FLIGHT))
+
+    checked = [len(history.iterations)]  # evaluations already checked for divergence (resumed ones were)
+
+    def check_finite(readable: int) -> None:
+        """Raise on the first newly readable evaluation with a non-finite validation loss (on a GPU a
+        few evaluations behind the device, so the host never waits for it)."""
+        for index in range(checked[0], readable):
+            finite = torch.isfinite(history.values["val/loss"][index])
+            if not bool(finite.all()):
+                bad = [labels[i] for i in (~finite).nonzero().flatten().tolist()]
+                raise DivergedError(
+                    f"{', '.join(bad)} diverged (non-finite validation loss) by iteration {history.iterations[index]} "
+                    f"(lr {cfg.lr}, optimizer {cfg.optimizer}); results saved so far are kept. "
+                    "Lower the learning rate or add warmup.")
+        checked[0] = max(checked[0], readable)
 
     if not history.iterations:
         record(iteration, 0)
@@ -409,15 +453,19 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
             record(iteration, steps_since)
             steps_since = 0
             bar.update(iteration - bar.n - start)
-            bar.set_postfix(val_acc=f"{float(history.values['val/accuracy'][-1].mean()):.4f}", refresh=False)
+            readable = history.settle(METRICS_IN_FLIGHT)
+            if readable and not bar.disable:
+                bar.set_postfix(val_acc=f"{float(history.values['val/accuracy'][readable - 1].mean()):.4f}", refresh=False)
             for callback in callbacks:
                 callback(iteration, stack)
             if checkpoint is not None and iteration % steps.checkpoint_every == 0 and iteration < steps.total:
+                check_finite(history.settle())  # a checkpoint never holds a diverged network
                 # deep copy: state_dict() aliases the live moment buffers
                 checkpoint({"iteration": iteration, "stack": stack.state(),
                             "optimizer": copy.deepcopy(optimizer.state_dict()),
                             "history": history.state(), "snapshot": snapshot})
     bar.close()
+    check_finite(history.settle())
     return history, snapshot
 
 

@@ -224,3 +224,17 @@ def test_trials_sharded_over_processes_give_the_unsharded_results(tmp_path, synt
 def test_a_shard_without_trials_is_refused(tmp_path, synthetic):
     with pytest.raises(ValueError, match="no trials"):
         experiment(tmp_path, synthetic, trials=1, shard=(1, 2))
+
+
+def test_compiled_levels_share_one_compilation_and_match_eager(tmp_path, synthetic):
+    """TrainConfig.compile: every level (a new stack of the same shapes) reuses the first level's
+    compiled code, and the numbers equal the uncompiled run's to float tolerance."""
+    import dataclasses
+    from torch._dynamo.utils import counters
+    eager = experiment(tmp_path / "eager", synthetic, controls=(), levels=2).run_all()
+    graphs_before = counters["stats"]["unique_graphs"]
+    compiled = experiment(tmp_path / "compiled", synthetic, train_cfg=dataclasses.replace(FAST, compile=True),
+                          controls=(), levels=2).run_all()
+    assert counters["stats"]["unique_graphs"] - graphs_before == 1  # three levels, one compilation
+    assert len(compiled) == len(eager)
+    pd.testing.assert_series_equal(compiled.value, eager.value, atol=1e-4, rtol=1e-4)
