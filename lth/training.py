@@ -60,6 +60,8 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
@@ -178,6 +180,7 @@ class TrainStep:
         self.lr_plan = torch.zeros(self.chunk, device=device)
         self.x = torch.zeros(stack.size, batch_size, *data.input_shape, device=device) if data.augment else None
         self.running = torch.zeros(stack.size, device=device)  # training loss summed since it was last read
+        self.one = torch.ones((), device=device)  # backward's seed, made once rather than filled every step
 
     def run(self, start: int, lrs: Sequence[float]) -> None:
         """Steps ``start, start + 1, ...`` with learning rates ``lrs`` (one per step)."""
@@ -204,8 +207,8 @@ class TrainStep:
             self.x.copy_(torch.stack([augment_cifar(x[m], _generator(augment_seed(s, start), x.device))
                                       for m, s in enumerate(self.seeds)]))
         lrs = list(lrs)
-        if self.graphed and lrs != self.lrs:  # schedules are mostly flat: copy (a host sync) only on change
-            self.lr_plan[:len(lrs)].copy_(torch.tensor(lrs))
+        if self.graphed and lrs != self.lrs:  # schedules are mostly flat: copy only on change
+            self.lr_plan[:len(lrs)].copy_(torch.tensor(lrs).pin_memory(), non_blocking=True)
         self.lrs = lrs
 
     def _launch(self, count: int) -> None:
@@ -222,10 +225,8 @@ class TrainStep:
 
     def _body(self, k: int) -> None:
         for group in self.optimizer.param_groups:
-            if self.graphed:  # a captured optimiser reads its learning rate from this tensor
-                group["lr"].copy_(self.lr_plan[k])
-            else:
-                group["lr"] = self.lrs[k]
+            # graphed: the optimiser reads step k's slot of the plan (a captured step keeps that address)
+            group["lr"] = self.lr_plan[k] if self.graphed else self.lrs[k]
         self.optimizer.zero_grad(set_to_none=True)  # inside a graph: fresh gradients, never accumulated
         idx = self.plan[k]
         x = self.x if self.data.augment else self.data.train.x[idx]
@@ -233,13 +234,13 @@ class TrainStep:
         if self.replica is not None:
             rank, world = self.replica
             x, y = x[:, rank::world], y[:, rank::world]
-        losses = self.losses(self.stack.template, self.stack.params, self.stack.buffers, x, y, self.autocast)
-        losses.sum().backward()  # networks are independent: each gets its own gradient
+        total, losses = self.losses(self.stack.template, self.stack.params, self.stack.buffers, x, y, self.autocast)
+        total.backward(self.one)  # networks are independent: each gets its own gradient
         if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
-            losses = _all_mean([losses.detach()] + [p.grad for p in self.stack.params.values() if p.grad is not None])[0]
+            losses = _all_mean([losses] + [p.grad for p in self.stack.params.values() if p.grad is not None])[0]
         self.stack.mask_gradients()
         self.optimizer.step()
-        self.running += losses.detach()
+        self.running += losses
 
     def _capture(self, count: int) -> None:
         torch.cuda.synchronize()
@@ -258,10 +259,12 @@ class TrainStep:
 
 def stacked_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                    x: torch.Tensor, y: torch.Tensor, autocast: bool) -> torch.Tensor:
-    """(M,) mean training loss of each network of a stack on its batch."""
+    """(sum over networks, to call backward on; (M,) detached) mean training loss of each network of a
+    stack on its batch. The sum is taken here so a compiled step fuses it into the loss."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = stacked_forward(template, params, buffers, x).float()
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+    return losses.sum(), losses.detach()
 
 
 @functools.cache
