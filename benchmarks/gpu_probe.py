@@ -5,8 +5,6 @@ import sys
 import time
 
 import torch
-from torch.func import functional_call, vmap
-import torch.nn.functional as F
 
 from lth.data import load_splits
 from lth.engine import NetworkStack
@@ -19,10 +17,10 @@ mnist = load_splits("mnist").to(dev)
 M = 20
 
 
-def make(seed0=0):
+def make(seed0=0, compile=False):
     st = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(seed0, seed0 + M)), dev)
     step = TrainStep(st, mnist, make_optimizer(list(st.params.values()), TrainConfig(), True), list(range(M)), 60,
-                     True, chunk=100, precision="tf32")
+                     True, chunk=100, precision="tf32", compile=compile)
     return st, step
 
 
@@ -82,18 +80,9 @@ with matmul_precision("tf32"):
     t_over = timed(overlapped, 30)
     print(f"overlapped cycle {t_over * 1e3:.2f} ms (serial {t_serial * 1e3:.2f}, train only {t_train * 1e3:.2f})", flush=True)
 
-    # torch.compile of the stacked loss as one module-level function: does a second stack reuse the code?
-    def stack_losses(template, params, buffers, x, y):
-        one = lambda p, b, inp: functional_call(template, (p, b), (inp,))
-        logits = vmap(one, randomness="different")(params, buffers, x)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-
-    compiled = torch.compile(stack_losses)
-    template = None
+    # TrainConfig.compile: does a second and third stack (a new level) reuse the compiled code?
     for level in range(3):
-        st2, step2 = make(seed0=100 * level)
-        template = template or st2.template
-        step2._losses = lambda x, y, s=st2: compiled(template, s.params, s.buffers, x, y)
+        st2, step2 = make(seed0=100 * level, compile=True)
         t0 = time.perf_counter()
         step2.run(0, [1e-3] * 300)
         torch.cuda.synchronize()

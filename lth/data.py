@@ -164,8 +164,8 @@ def epoch_batches(n: int, batch_size: int, seeds: Sequence[int], epoch: int, dev
     steps = steps_per_epoch(n, batch_size)
     perms = torch.stack([_epoch_permutation(n, int(seed), epoch)[: steps * batch_size] for seed in seeds])
     if torch.device(device).type == "cuda":  # from pinned memory the copy does not wait for the GPU's queue to drain
-        perms = perms.pin_memory().to(device, non_blocking=True)
-    return perms.to(device).view(len(seeds), steps, batch_size).transpose(0, 1)
+        perms = perms.pin_memory()
+    return perms.to(device, non_blocking=True).view(len(seeds), steps, batch_size).transpose(0, 1)
 
 
 def augment_seed(seed: int, iteration: int) -> int:

@@ -258,7 +258,7 @@ class TrainStep:
 
 
 def stacked_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                   x: torch.Tensor, y: torch.Tensor, autocast: bool) -> torch.Tensor:
+                   x: torch.Tensor, y: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over networks, to call backward on; (M,) detached) mean training loss of each network of a
     stack on its batch. The sum is taken here so a compiled step fuses it into the loss."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
