@@ -418,7 +418,6 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
             for metric, value in evaluator(data.train, graph=False).items():
                 metrics[f"train/{metric}"] = value
         history.add(it, metrics)
-        check_finite(history.settle(METRICS_IN_FLIGHT))
 
     checked = [len(history.iterations)]  # evaluations already checked for divergence (resumed ones were)
 
@@ -457,6 +456,7 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
             steps_since = 0
             bar.update(iteration - bar.n - start)
             readable = history.settle(METRICS_IN_FLIGHT)
+            check_finite(readable)
             if readable and not bar.disable:
                 bar.set_postfix(val_acc=f"{float(history.values['val/accuracy'][readable - 1].mean()):.4f}", refresh=False)
             for callback in callbacks:
