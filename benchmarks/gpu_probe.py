@@ -1,97 +1,104 @@
-"""GPU probe (not a benchmark): where the LeNet paper protocol's time goes between training steps
-and evaluations, whether evaluations can overlap training on a second stream, and whether a
-torch.compile'd loss keeps its compiled code across levels (new stacks of the same shape)."""
-import sys
+"""GPU probe (not a benchmark): where a LeNet-300-100 stack's step and evaluation time goes on the
+GPU. Prints graph-replayed rates, evaluation with and without TrainConfig.compile, the kernels of
+one training step and one evaluation (torch.profiler, eager launches, device time per kernel), and
+the step rate under other torch.compile modes.
+
+    python benchmarks/gpu_probe.py [--stack 20] [--modes max-autotune-no-cudagraphs]
+
+Earlier findings of this probe (REPRODUCIBILITY.md, Performance): evaluating on a second stream
+while training did not pay (28.2 ms per 100 steps + evaluation vs 27.2 ms serial); compiled code
+is reused by every level."""
+import argparse
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
+import lth.training as training
 from lth.data import load_splits
 from lth.engine import NetworkStack
 from lth.models import build_model
 from lth.training import Evaluator, TrainConfig, TrainStep, make_optimizer, matmul_precision
 
-dev = torch.device("cuda")
-print(torch.__version__, torch.cuda.get_device_name(), flush=True)
-mnist = load_splits("mnist").to(dev)
-M = 20
 
-
-def make(seed0=0, compile=False):
-    st = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(seed0, seed0 + M)), dev)
-    step = TrainStep(st, mnist, make_optimizer(list(st.params.values()), TrainConfig(), True), list(range(M)), 60,
-                     True, chunk=100, precision="tf32", compile=compile)
-    return st, step
-
-
-def timed(fn, repeats):
+def timed(fn, repeats: int) -> float:
     fn()
     torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     for _ in range(repeats):
         fn()
     torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / repeats
+    return (time.perf_counter() - start) / repeats
 
 
-with matmul_precision("tf32"):
-    st, step = make()
-    step.run(0, [1e-3] * 300)
-    ev = Evaluator(st, 2000, True, "tf32")
-    ev16 = Evaluator(st, 2000, True, "bf16")
-    ev10k = Evaluator(st, 10000, True, "tf32")
-    it = [300]
-
-    def train100():
-        step.run(it[0], [1e-3] * 100)
-        it[0] += 100
-
-    def evals(e):
-        return lambda: [e(mnist.val), e(mnist.test)]
-
-    t_train = timed(train100, 30)
-    t_eval = timed(evals(ev), 30)
-    t_eval16 = timed(evals(ev16), 30)
-    t_eval10k = timed(evals(ev10k), 30)
-    t_serial = timed(lambda: (train100(), [v["loss"].cpu() for v in evals(ev)()]), 30)
-    print(f"M={M}: 100 steps {t_train * 1e3:.2f} ms ({100 / t_train:.0f} steps/s); val+test eval {t_eval * 1e3:.2f} ms "
-          f"(bf16 {t_eval16 * 1e3:.2f} ms, eval batch 10000 {t_eval10k * 1e3:.2f} ms); serial cycle {t_serial * 1e3:.2f} ms",
-          flush=True)
-
-    # Overlap: evaluate a frozen copy of the weights on a side stream while the next 100 steps train.
-    frozen = NetworkStack(st.template, {k: v.detach().clone() for k, v in st.params.items()},
-                          {k: v.clone() for k, v in st.buffers.items()})
-    evf = Evaluator(frozen, 2000, True, "tf32")
-    side = torch.cuda.Stream()
-    keys = list(st.params) + list(st.buffers)
-    src = lambda: [st.params[k].detach() if k in st.params else st.buffers[k] for k in keys]
-    dst = [frozen.params[k].detach() if k in frozen.params else frozen.buffers[k] for k in keys]
-    host = torch.zeros(4, M, pin_memory=True)
-
-    def overlapped():
-        torch.cuda.current_stream().wait_stream(side)  # the previous evaluation has read the frozen copy
-        torch._foreach_copy_(dst, src())
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            v, t = evf(mnist.val), evf(mnist.test)
-            host.copy_(torch.stack([v["loss"], v["accuracy"], t["loss"], t["accuracy"]]), non_blocking=True)
-        train100()
-
-    t_over = timed(overlapped, 30)
-    print(f"overlapped cycle {t_over * 1e3:.2f} ms (serial {t_serial * 1e3:.2f}, train only {t_train * 1e3:.2f})", flush=True)
-
-    # TrainConfig.compile: does a second and third stack (a new level) reuse the compiled code?
-    for level in range(3):
-        st2, step2 = make(seed0=100 * level, compile=True)
-        t0 = time.perf_counter()
-        step2.run(0, [1e-3] * 300)
+def kernel_table(fn, repeats: int, title: str) -> None:
+    """Device time of every kernel ``fn`` launches, per call, most expensive first."""
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeats):
+            fn()
         torch.cuda.synchronize()
-        warm = time.perf_counter() - t0
-        n = [300]
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.device_time_total for e in events) / repeats
+    launches = sum(e.count for e in events) / repeats
+    print(f"\n{title}: {launches:.0f} kernels, {total:.1f} us of device time per call")
+    for e in sorted(events, key=lambda e: -e.device_time_total)[:25]:
+        print(f"  {e.device_time_total / repeats:8.1f} us  x{e.count / repeats:4.1f}  {e.key[:110]}")
 
-        def run2():
-            step2.run(n[0], [1e-3] * 100)
-            n[0] += 100
-        t2 = timed(run2, 30)
-        print(f"compiled level {level}: warm-up {warm:.1f} s, 100 steps {t2 * 1e3:.2f} ms ({100 / t2:.0f} steps/s)", flush=True)
-sys.exit(0)
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", type=int, default=20)
+    parser.add_argument("--eval-batch", type=int, default=10000)
+    parser.add_argument("--modes", nargs="*", default=["max-autotune-no-cudagraphs"],
+                        help="other torch.compile modes to time the training step with")
+    args = parser.parse_args()
+    dev = torch.device("cuda")
+    print(torch.__version__, torch.cuda.get_device_name(), flush=True)
+    mnist = load_splits("mnist").to(dev)
+    M = args.stack
+
+    def make(compile: bool, graphed: bool = True):
+        stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
+        step = TrainStep(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig(), graphed),
+                         list(range(M)), 60, graphed, chunk=100, precision="tf32", compile=compile)
+        step.run(0, [1e-3] * 300)
+        return stack, step
+
+    def hundred_steps(step):
+        done = [300]
+
+        def run():
+            step.run(done[0], [1e-3] * 100)
+            done[0] += 100
+        return run
+
+    with matmul_precision("tf32"):
+        for compile in (False, True):
+            stack, step = make(compile)
+            t_train = timed(hundred_steps(step), 30)
+            evaluator = Evaluator(stack, args.eval_batch, True, "tf32", compile)
+            t_eval = timed(lambda: [evaluator(mnist.val), evaluator(mnist.test)], 30)
+            print(f"compile={compile} M={M}: 100 steps {t_train * 1e3:.2f} ms ({100 / t_train:.0f} steps/s); "
+                  f"val+test evaluation {t_eval * 1e3:.2f} ms", flush=True)
+
+        eager_stack, eager_step = make(compile=True, graphed=False)
+        kernel_table(lambda: eager_step.run(0, [1e-3]), 20, f"one compiled training step, M={M}")
+        evaluator = Evaluator(eager_stack, args.eval_batch, False, "tf32", True)
+        kernel_table(lambda: [evaluator(mnist.val), evaluator(mnist.test)], 10, "val+test evaluation, compiled")
+        evaluator = Evaluator(eager_stack, args.eval_batch, False, "tf32", False)
+        kernel_table(lambda: [evaluator(mnist.val), evaluator(mnist.test)], 10, "val+test evaluation, eager")
+
+        for mode in args.modes:
+            training.compiled_stacked_losses = lambda: torch.compile(training.stacked_losses, dynamic=False, mode=mode)
+            start = time.perf_counter()
+            _, step = make(compile=True)
+            warm = time.perf_counter() - start
+            t_train = timed(hundred_steps(step), 30)
+            print(f"\nmode={mode}: compile + 300 steps {warm:.0f} s; 100 steps {t_train * 1e3:.2f} ms "
+                  f"({100 / t_train:.0f} steps/s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

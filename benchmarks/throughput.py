@@ -140,8 +140,10 @@ def time_lth(workload: str, device: torch.device, stack_size: int, steps: int,
     graphed = use_cuda_graphs(device)
     step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg, graphed),
                      list(range(stack_size)), batch, graphed, chunk=GRAPH_STEPS, precision=precision, compile=compile)
+    if graphed:  # time whole captured chunks only
+        steps = -(-steps // GRAPH_STEPS) * GRAPH_STEPS
     with matmul_precision(precision):
-        step.run(0, [lr] * (GRAPH_STEPS + 10))  # warm-up and capture
+        step.run(0, [lr] * (2 * GRAPH_STEPS))  # eager warm-up, then a chunk's capture (kept out of the timing)
         _sync(device)
         start = time.perf_counter()
         step.run(GRAPH_STEPS + 10, [lr] * steps)

@@ -10,6 +10,10 @@ with ``weight * mask``. The product is kept in storage: weights are zeroed where
 set, and gradients are multiplied by the mask after every backward pass (exactly the gradient
 of ``weight * mask``), so Adam, momentum and weight decay leave pruned weights at exactly zero.
 Storing the product saves a multiply per weight in every forward and backward pass.
+
+Stacked linear weights (M, out, in) are stored in (M, in, out) memory order: the batched matmul's
+backward computes their gradient in that order, and autograd copies a gradient whose strides
+differ from its parameter's (on an H100 that copy was ~15% of a stacked LeNet step).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class NetworkStack:
     def __init__(self, template: nn.Module, params: dict[str, torch.Tensor],
                  buffers: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None):
         self.template = template
-        self.params = params
+        self.params = {name: _in_gradient_layout(p) for name, p in params.items()}
         self.buffers = buffers
         self.kinds = prunable_weights(template)
         if masks is None:
@@ -105,7 +109,8 @@ class NetworkStack:
                 if mask.shape != param.shape:
                     raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, "
                                      f"weights have {tuple(param.shape)}")
-                mask = mask.to(device=param.device, dtype=param.dtype)
+                # the parameter's layout, so masking its gradient stays one multi-tensor kernel
+                mask = torch.empty_like(param, requires_grad=False).copy_(mask)
                 self.masks[name] = mask
                 param.mul_(mask)
 
@@ -133,6 +138,18 @@ class NetworkStack:
     def __call__(self, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
         """Logits (M, B, classes). ``x`` is (M, B, ...) per network, or (B, ...) if shared."""
         return stacked_forward(self.template, self.params, self.buffers, x, shared_input)
+
+
+def _in_gradient_layout(param: torch.Tensor) -> torch.Tensor:
+    """``param`` with stacked matrices (M, out, in) stored in (M, in, out) order (see the module
+    docstring); other parameters unchanged."""
+    if param.dim() != 3 or param.stride(1) == 1:
+        return param
+    m, rows, cols = param.shape
+    moved = torch.empty_strided(param.shape, (rows * cols, 1, rows), dtype=param.dtype, device=param.device)
+    with torch.no_grad():
+        moved.copy_(param)
+    return moved.requires_grad_(param.requires_grad)
 
 
 def stacked_forward(template: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],

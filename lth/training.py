@@ -53,7 +53,7 @@ class TrainConfig:
     eval_batch_size: int = 2000  # memory only: conv activations of many networks add up
     checkpoint_every: str | int = 5000  # a checkpoint holds every network's weights and moments: not too often
     precision: str = "fp32"  # tf32: matmuls on TF32 tensor cores; bf16: autocast too (see matmul_precision)
-    compile: bool = False  # torch.compile the forward pass and loss (see stacked_losses)
+    compile: bool = False  # torch.compile training and evaluation forward passes (stacked_losses, stacked_eval_sums)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -290,7 +290,7 @@ def _all_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Average tensors in place over the processes of the default group."""
     import torch.distributed as dist
     for tensor in tensors:
-        dist.all_reduce(tensor)
+        dist.all_reduce(_dense_view(tensor))
         tensor.div_(dist.get_world_size())
     return tensors
 
@@ -299,21 +299,46 @@ def _all_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 def _broadcast_from_lead(tensors: list[torch.Tensor]) -> None:
     import torch.distributed as dist
     for tensor in tensors:
-        dist.broadcast(tensor, src=0)
+        dist.broadcast(_dense_view(tensor), src=0)
+
+
+def _dense_view(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous view of a dense tensor stored in another dimension order (collectives need one)."""
+    order = sorted(range(tensor.dim()), key=lambda d: -tensor.stride(d))
+    return tensor.permute(order)
 
 
 @torch.no_grad()
-def evaluate(stack: NetworkStack, split: Split, batch_size: int = 2000, precision: str = "fp32") -> dict[str, torch.Tensor]:
+def stacked_eval_sums(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                      x: torch.Tensor, y: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M,) summed loss and (M,) number of correct predictions of every network on one batch ``x``
+    shared by all of them (a function of tensors, so that torch.compile can fuse it)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = stacked_forward(template, params, buffers, x, shared_input=True).float()  # (M, B, C)
+    loss = F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none").sum(1)
+    return loss, (logits.argmax(-1) == y).sum(1)
+
+
+@functools.cache
+def compiled_stacked_eval_sums() -> Callable:
+    """One compiled ``stacked_eval_sums`` per process (like ``compiled_stacked_losses``): under vmap each
+    linear layer is a batched matmul followed by separate bias and activation passes over the whole
+    evaluation batch; compiled, those passes and the loss fuse."""
+    return torch.compile(stacked_eval_sums, dynamic=False)
+
+
+def evaluate(stack: NetworkStack, split: Split, batch_size: int = 2000, precision: str = "fp32",
+             compile: bool = False) -> dict[str, torch.Tensor]:
     """Mean loss and accuracy of every network on a whole split: {'loss': (M,), 'accuracy': (M,)}."""
     stack.train(False)
+    sums = compiled_stacked_eval_sums() if compile else stacked_eval_sums
     loss = torch.zeros(stack.size, device=stack.device)
     correct = torch.zeros(stack.size, device=stack.device)
     for start in range(0, len(split), batch_size):
         x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
-        with torch.autocast(stack.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = stack(x, shared_input=True).float()  # (M, B, C)
-        loss += F.cross_entropy(logits.transpose(1, 2), y.expand(stack.size, -1), reduction="none").sum(1)
-        correct += (logits.argmax(-1) == y).sum(1)
+        batch_loss, batch_correct = sums(stack.template, stack.params, stack.buffers, x, y, precision == "bf16")
+        loss += batch_loss
+        correct += batch_correct
     return {"loss": loss / len(split), "accuracy": correct / len(split)}
 
 
@@ -321,12 +346,14 @@ class Evaluator:
     """``evaluate`` for one stack; on a GPU each split's whole pass is captured once as a CUDA graph
     (the validation and test sets are fixed tensors, evaluated hundreds of times per training)."""
 
-    def __init__(self, stack: NetworkStack, batch_size: int, graphed: bool, precision: str = "fp32"):
-        self.stack, self.batch_size, self.graphed, self.precision = stack, batch_size, graphed, precision
+    def __init__(self, stack: NetworkStack, batch_size: int, graphed: bool, precision: str = "fp32",
+                 compile: bool = False):
+        self.stack, self.batch_size, self.graphed = stack, batch_size, graphed
+        self.precision, self.compile = precision, compile
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
 
     def __call__(self, split: Split, graph: bool = True) -> dict[str, torch.Tensor]:
-        run = lambda: evaluate(self.stack, split, self.batch_size, self.precision)
+        run = lambda: evaluate(self.stack, split, self.batch_size, self.precision, self.compile)
         if not (self.graphed and graph):
             return run()
         key = id(split)
@@ -403,7 +430,7 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
     step = TrainStep(stack, data, optimizer, data_seeds, cfg.batch_size, graphed,
                      chunk=min(GRAPH_STEPS, steps.eval_every), precision=cfg.precision, replica=replica,
                      compile=cfg.compile)
-    evaluator = Evaluator(stack, cfg.eval_batch_size, graphed, cfg.precision)
+    evaluator = Evaluator(stack, cfg.eval_batch_size, graphed, cfg.precision, cfg.compile)
 
     def record(it: int, steps_since: int) -> None:
         if replica is not None:  # as DDP: the lead's BatchNorm statistics, so every replica stays identical

@@ -202,3 +202,18 @@ def test_cuda_graphs_equal_eager_steps_on_a_gpu(synthetic, monkeypatch, optimize
         stack.params["fc.0.weight"][1] = float("nan")
     with pytest.raises(DivergedError, match="second.*diverged"):
         train(stack, data, cfg, data_seeds=[0, 1], labels=["first", "second"])
+
+
+def test_stacked_matrix_gradients_arrive_in_their_weights_layout(synthetic):
+    """Autograd copies every gradient whose strides differ from its parameter's: stacked matrices are
+    stored in the order the batched matmul computes their gradient in, so none is copied."""
+    from lth.training import stacked_losses
+    stack = make_stack([0, 1])
+    arrived = {}
+    for name, param in stack.params.items():  # a leaf's hook sees the gradient before it is stored
+        param.register_hook(lambda grad, name=name: arrived.__setitem__(name, grad.stride()))
+    x, y = synthetic.train.x[:20], synthetic.train.y[:20]
+    total, _ = stacked_losses(stack.template, stack.params, stack.buffers, x.expand(2, *x.shape), y.expand(2, 20), False)
+    total.backward()
+    assert arrived == {name: param.stride() for name, param in stack.params.items()}
+    assert stack.masks["fc.0.weight"].stride() == stack.params["fc.0.weight"].stride()  # one kernel masks them all
