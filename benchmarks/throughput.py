@@ -146,7 +146,7 @@ def time_lth(workload: str, device: torch.device, stack_size: int, steps: int,
         step.run(0, [lr] * (2 * GRAPH_STEPS))  # eager warm-up, then a chunk's capture (kept out of the timing)
         _sync(device)
         start = time.perf_counter()
-        step.run(GRAPH_STEPS + 10, [lr] * steps)
+        step.run(2 * GRAPH_STEPS, [lr] * steps)
         _sync(device)
     rate = steps / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")

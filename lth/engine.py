@@ -145,7 +145,7 @@ def _in_gradient_layout(param: torch.Tensor) -> torch.Tensor:
     docstring); other parameters unchanged."""
     if param.dim() != 3 or param.stride(1) == 1:
         return param
-    m, rows, cols = param.shape
+    _, rows, cols = param.shape
     moved = torch.empty_strided(param.shape, (rows * cols, 1, rows), dtype=param.dtype, device=param.device)
     with torch.no_grad():
         moved.copy_(param)
