@@ -98,7 +98,7 @@ def main() -> None:
         kernel_table(lambda: [evaluator(mnist.val), evaluator(mnist.test)], 10, "val+test evaluation, eager")
 
         for mode in args.modes:
-            training.compiled_stacked_losses = lambda: torch.compile(training.stacked_losses, dynamic=False, mode=mode)
+            training.compiled = lambda fn: torch.compile(fn, dynamic=False, mode=mode)
             start = time.perf_counter()
             _, step = make(compile=True)
             warm = time.perf_counter() - start

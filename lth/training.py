@@ -172,7 +172,7 @@ class TrainStep:
         self.graphed, self.graphs, self.eager_steps = graphed, {}, 0
         self.chunk = 1 if data.augment else max(1, chunk)
         self.autocast = precision == "bf16"
-        self.losses = compiled_stacked_losses() if compile else stacked_losses
+        self.losses = compiled(stacked_losses) if compile else stacked_losses
         self.per_epoch = steps_per_epoch(len(data.train), batch_size)
         self.epoch, self.batches, self.lrs = None, None, None
         device = stack.device
@@ -257,21 +257,27 @@ class TrainStep:
         return value
 
 
+def _stacked_logits(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                    x: torch.Tensor, autocast: bool, shared_input: bool = False) -> torch.Tensor:
+    """(M, B, classes) fp32 logits, the forward pass under bf16 autocast if asked."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        return stacked_forward(template, params, buffers, x, shared_input).float()
+
+
 def stacked_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                    x: torch.Tensor, y: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over networks, to call backward on; (M,) detached) mean training loss of each network of a
     stack on its batch. The sum is taken here so a compiled step fuses it into the loss."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        logits = stacked_forward(template, params, buffers, x).float()
+    logits = _stacked_logits(template, params, buffers, x, autocast)
     losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
     return losses.sum(), losses.detach()
 
 
 @functools.cache
-def compiled_stacked_losses() -> Callable:
-    """One compiled ``stacked_losses`` per process: its code is kept for every stack of the same
+def compiled(fn: Callable) -> Callable:
+    """One ``torch.compile`` of ``fn`` per process: its code is kept for every stack of the same
     architecture and shapes, so the levels of an IMP run (a new stack each) compile once."""
-    return torch.compile(stacked_losses, dynamic=False)
+    return torch.compile(fn, dynamic=False)
 
 
 def _replica(batch_size: int) -> tuple[int, int]:
@@ -312,26 +318,18 @@ def _dense_view(tensor: torch.Tensor) -> torch.Tensor:
 def stacked_eval_sums(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                       x: torch.Tensor, y: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(M,) summed loss and (M,) number of correct predictions of every network on one batch ``x``
-    shared by all of them (a function of tensors, so that torch.compile can fuse it)."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        logits = stacked_forward(template, params, buffers, x, shared_input=True).float()  # (M, B, C)
+    shared by all of them. Compiled, the bias and activation passes that vmap leaves after each
+    batched matmul fuse with each other and with the loss."""
+    logits = _stacked_logits(template, params, buffers, x, autocast, shared_input=True)  # (M, B, C)
     loss = F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none").sum(1)
     return loss, (logits.argmax(-1) == y).sum(1)
-
-
-@functools.cache
-def compiled_stacked_eval_sums() -> Callable:
-    """One compiled ``stacked_eval_sums`` per process (like ``compiled_stacked_losses``): under vmap each
-    linear layer is a batched matmul followed by separate bias and activation passes over the whole
-    evaluation batch; compiled, those passes and the loss fuse."""
-    return torch.compile(stacked_eval_sums, dynamic=False)
 
 
 def evaluate(stack: NetworkStack, split: Split, batch_size: int = 2000, precision: str = "fp32",
              compile: bool = False) -> dict[str, torch.Tensor]:
     """Mean loss and accuracy of every network on a whole split: {'loss': (M,), 'accuracy': (M,)}."""
     stack.train(False)
-    sums = compiled_stacked_eval_sums() if compile else stacked_eval_sums
+    sums = compiled(stacked_eval_sums) if compile else stacked_eval_sums
     loss = torch.zeros(stack.size, device=stack.device)
     correct = torch.zeros(stack.size, device=stack.device)
     for start in range(0, len(split), batch_size):
