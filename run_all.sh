@@ -10,4 +10,4 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")" && pwd)"
 "$repo/setup.sh"
 # Not cd-ing: paths given as arguments stay relative to where the caller stands.
-exec "$repo/.venv/bin/python" -m lth.batch "$@"
+exec "$repo/.venv/bin/python" -m lth.report.batch "$@"

@@ -17,11 +17,11 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import lth.training as training
+import lth.train.loop as training
 from lth.data import load_splits
-from lth.engine import NetworkStack
-from lth.models import build_model
-from lth.training import Evaluator, TrainConfig, TrainStep, make_optimizer, matmul_precision
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model
+from lth.train.loop import Evaluator, TrainConfig, TrainStep, make_optimizer, matmul_precision
 
 
 def timed(fn, repeats: int) -> float:

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from lth.data import load_splits
-from lth.engine import NetworkStack
-from lth.models import build_model
-from lth.training import PRECISIONS, TrainConfig, train
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model
+from lth.train.loop import PRECISIONS, TrainConfig, train
 
 MODELS = {"lenet300": dict(lr=1.2e-3), "lenet5_caffe": dict(lr=1e-3)}
 

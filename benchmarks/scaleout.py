@@ -42,7 +42,7 @@ def run(command: list[str], root: Path) -> float:
 
 
 def networks(root: Path, experiment: str):
-    from lth.analysis import per_network
+    from lth.results.analysis import per_network
     from lth.store import find_runs
     (info,) = find_runs(root, experiment)
     import pandas as pd

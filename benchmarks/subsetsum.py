@@ -9,7 +9,7 @@ torch.cuda.synchronize around each on a GPU. A few weights are checked against b
 
     python benchmarks/subsetsum.py --device cpu --label cpu-2cores     # this project's 2-core machine
     python benchmarks/subsetsum.py --device cuda --label h100          # one GPU
-    python benchmarks/subsetsum.py --device cpu --weights 20000 --repeats 1 --out /tmp/bench   # a quick look
+    python benchmarks/subsetsum.py --device cpu --weights 20000 --repeats 1 --out results/bench   # a quick look (results/ is ignored)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, lth need not be installed
-from lth import subsetsum  # noqa: E402  (imports torch only)
+from lth.prune import subsetsum  # noqa: E402  (imports torch only)
 
 PAPER_INTERVAL = (-0.46423155069351196, 0.5407021641731262)
 PAPER_SECONDS = 77_266.02  # Gurobi, 36 cores (subset-sum/results/paper/fc2_approx.out)

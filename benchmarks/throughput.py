@@ -9,7 +9,7 @@
 LeNet-300-100 on real MNIST (batch 60); Conv-2 (batch 60) and ResNet-20 (batch 128, SGD) on
 CIFAR-shaped synthetic data. With --protocol, also the end-to-end wall time of the LeNet-300-100
 paper protocol (5 trials, 21 levels down to 1.2% remaining, 3 reinitialisations per ticket, 50K
-iterations, evaluation every 100) run through `lth.imp.Experiment` into a fresh result store,
+iterations, evaluation every 100) run through `lth.experiments.imp.Experiment` into a fresh result store,
 beside the conventional loop's time for the same network-iterations at its measured rate.
 Prints a markdown table and writes it (plus JSON) to --out.
 
@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from lth.data import load_splits
-from lth.engine import NetworkStack
-from lth.models import build_model, prunable_weights
-from lth.training import GRAPH_STEPS, PRECISIONS, TrainConfig, TrainStep, make_optimizer, matmul_precision, use_cuda_graphs
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model, prunable_weights
+from lth.train.loop import GRAPH_STEPS, PRECISIONS, TrainConfig, TrainStep, make_optimizer, matmul_precision, use_cuda_graphs
 
 WORKLOADS = {  # model, data set, batch, optimizer, learning rate
     "lenet300": ("lenet300", "mnist", 60, "adam", 1.2e-3),
@@ -160,9 +160,9 @@ PROTOCOL = ["ImpConfig.trials = 5", "ImpConfig.reinits = 3", "ImpConfig.controls
 def time_protocol(device: torch.device, bindings: list[str], out: Path | None) -> dict:
     """Wall time, peak memory and network-iterations of the LeNet-300-100 paper protocol, end to end;
     its per-network summary goes to out/protocol_networks.csv (to compare with other runs of it)."""
-    from lth.analysis import per_network
+    from lth.results.analysis import per_network
     from lth.config import load
-    from lth.imp import Experiment, ImpConfig
+    from lth.experiments.imp import Experiment, ImpConfig
     load(["lth_lenet300"], profile="paper", bindings=bindings)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

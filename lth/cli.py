@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lth", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run (or resume) an IMP, pruning-at-init or strong-ticket experiment from gin configs")
-    run.add_argument("configs", nargs="+", help="recipe names in gin/ or paths to .gin files")
+    run.add_argument("configs", nargs="+", help="recipe names in lth/recipes/ or paths to .gin files")
     run.add_argument("-p", "--profile", choices=PROFILES, help="scale the recipe (smoke, quick, paper)")
     run.add_argument("-b", "--binding", action="append", default=[], help="an extra gin binding, e.g. 'ImpConfig.trials = 3'")
     run.add_argument("--root", default="runs", help="result store folder (default: runs)")
@@ -29,12 +29,13 @@ def main(argv: list[str] | None = None) -> int:
         load_splits(args.dataset, download=True)
         return 0
 
-    from lth import pai, strong
-    from lth.analysis import level_table
+    from lth.experiments import pai
+    from lth.experiments import strong
+    from lth.results.analysis import level_table
     from lth.data import DatasetNotFound
-    from lth.imp import Experiment, ImpConfig
+    from lth.experiments.imp import Experiment, ImpConfig
     from lth.store import CorruptCheckpoint
-    from lth.training import DivergedError, TrainConfig
+    from lth.train.loop import DivergedError, TrainConfig
     try:
         load(args.configs, profile=args.profile, bindings=args.binding)
         if _binds("SubsetSumConfig.experiment"):  # SubsetSum (Pensia et al. Exp. 1): train the target, solve
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_subsetsum(args) -> int:
     """Train (or reload) the SubsetSum target, solve, check, and print the paper's numbers beside ours."""
-    from lth.subsetsum_experiment import run_subsetsum, summary_table
+    from lth.experiments.subsetsum import run_subsetsum, summary_table
     if len(args.configs) != 1:
         raise ValueError("a SubsetSum recipe runs alone: name one config (profile and bindings go in -p and -b)")
     outcome = run_subsetsum(args.configs[0], args.profile or "paper", args.binding, root=args.root, device=args.device)

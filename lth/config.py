@@ -1,4 +1,4 @@
-"""gin configs: named recipes in ``gin/``, profiles that scale them, and clear errors for bad bindings."""
+"""gin configs: named recipes in ``lth/recipes/``, profiles that scale them, and clear errors for bad bindings."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Sequence
 
 import gin
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-GIN_DIR = REPO_ROOT / "gin"
+from lth.paths import RECIPES
+
 PROFILES = ("smoke", "quick", "paper")
 
 
@@ -17,7 +17,7 @@ class ConfigError(ValueError):
 
 
 def recipes() -> list[str]:
-    return sorted(p.stem for p in GIN_DIR.glob("*.gin"))
+    return sorted(p.name[:-4] for p in RECIPES.iterdir() if p.name.endswith(".gin"))
 
 
 def resolve(config: str | Path) -> Path:
@@ -25,27 +25,27 @@ def resolve(config: str | Path) -> Path:
     path = Path(config)
     if path.suffix == ".gin" and path.exists():
         return path
-    named = GIN_DIR / f"{config}.gin"
-    if named.exists():
-        return named
+    named = RECIPES / f"{config}.gin"
+    if named.is_file():
+        return Path(str(named))
     raise ConfigError(f"no gin config {str(config)!r}: not a file, and not one of the recipes in "
-                      f"{GIN_DIR}: {', '.join(recipes())}")
+                      f"lth/recipes: {', '.join(recipes())}")
 
 
 def profile_path(profile: str) -> Path:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    return GIN_DIR / "profiles" / f"{profile}.gin"
+    return Path(str(RECIPES / "profiles" / f"{profile}.gin"))
 
 
 def load(configs: Sequence[str | Path], *, profile: str | None = None, bindings: Sequence[str] = ()) -> None:
     """Clear gin, then apply the configs, the profile and the bindings in that order (later wins).
 
     Each piece is parsed on its own, so an error names the file or the binding at fault."""
-    import lth.imp  # noqa: F401  (registers the configurables before parsing)
-    import lth.pai  # noqa: F401  (PaiConfig: the profiles bind it too)
-    import lth.subsetsum_experiment  # noqa: F401  (SubsetSumConfig: the profiles bind it too)
-    import lth.strong  # noqa: F401  (the strong-ticket configs: the profiles bind them too)
+    import lth.experiments.imp  # noqa: F401  (registers the configurables before parsing)
+    import lth.experiments.pai  # noqa: F401  (PaiConfig: the profiles bind it too)
+    import lth.experiments.subsetsum  # noqa: F401  (SubsetSumConfig: the profiles bind it too)
+    import lth.experiments.strong  # noqa: F401  (the strong-ticket configs: the profiles bind them too)
     gin.clear_config()
     files = [resolve(c) for c in configs] + ([profile_path(profile)] if profile else [])
     for path in files:
@@ -64,10 +64,10 @@ def _parse(parse, where: str) -> None:
 
 def configurables_help() -> str:
     import dataclasses
-    from lth.imp import ImpConfig
-    from lth.pai import PaiConfig
-    from lth.strong import SCOPES
-    from lth.subsetsum_experiment import SubsetSumConfig
-    from lth.training import TrainConfig
+    from lth.experiments.imp import ImpConfig
+    from lth.experiments.pai import PaiConfig
+    from lth.experiments.strong import SCOPES
+    from lth.experiments.subsetsum import SubsetSumConfig
+    from lth.train.loop import TrainConfig
     return "\n".join(f"  {cls.__name__}: {', '.join(f.name for f in dataclasses.fields(cls))}"
                      for cls in (ImpConfig, PaiConfig, *SCOPES, SubsetSumConfig, TrainConfig))

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lth.config import REPO_ROOT
+from lth.paths import data_roots
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
 
@@ -80,14 +80,6 @@ class DataSplits:
 
 class DatasetNotFound(FileNotFoundError):
     """A data set is in none of the data roots and was not to be downloaded."""
-
-
-def data_roots() -> list[Path]:
-    """Where data sets are looked for, in order: $LTH_DATA if set (only that); else <repo>/data
-    then <repo>/../shared/data (repo = parent of the lth package dir)."""
-    if env := os.environ.get("LTH_DATA"):
-        return [Path(env).expanduser()]
-    return [REPO_ROOT / "data", (REPO_ROOT.parent / "shared" / "data").resolve()]
 
 
 def load_splits(

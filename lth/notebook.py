@@ -10,18 +10,12 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from lth.config import REPO_ROOT
+from lth.paths import resolve as resolve_path
 
 ONE_SHOT = "ImpConfig.strategy = 'one_shot'"
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
                  "cifar100": "CIFAR-100", "synthetic": "synthetic data"}
 
-
-def resolve_path(path: str | Path) -> Path:
-    """Relative paths are taken from the repo root, so a notebook opened from notebooks/ and one run
-    by papermill from the repo root read and write the same places."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def output_folder(output_dir: str | Path, notebook_name: str, profile: str) -> Path:
@@ -46,7 +40,7 @@ class Outcome:
     dataset: str
     experiment: str
     metrics: pd.DataFrame
-    networks: pd.DataFrame      # lth.analysis.per_network(metrics)
+    networks: pd.DataFrame      # lth.results.analysis.per_network(metrics)
     run_path: Path | None
     profile: str
     config_text: str            # the operative gin config
@@ -117,8 +111,8 @@ def run_experiment(config: str, profile: str, bindings: str | Sequence[str] = ()
     reused from the store, so notebooks sharing an experiment compute it once). A missing data
     set is not an error here: the Outcome says so, and the notebook reports it."""
     from lth.config import load
-    from lth.imp import Experiment, ImpConfig, operative_config
-    from lth.training import TrainConfig
+    from lth.experiments.imp import Experiment, ImpConfig, operative_config
+    from lth.train.loop import TrainConfig
 
     load([config], profile=profile)
     recipe_dataset = ImpConfig().dataset  # to say so when bindings swap the paper's data set
@@ -131,7 +125,7 @@ def run_experiment(config: str, profile: str, bindings: str | Sequence[str] = ()
 
 def _run(outcome_type, make_experiment, train, common: dict):
     """Build and run the experiment; a missing data set gives an outcome that says so instead."""
-    from lth import analysis
+    from lth.results import analysis
     from lth.data import DatasetNotFound
 
     try:
@@ -146,8 +140,8 @@ def _run(outcome_type, make_experiment, train, common: dict):
 
 
 def level_tables(outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
-    """The per-level tables (lth.analysis.level_table) of the outcomes that ran, keyed by name."""
-    from lth.analysis import level_table
+    """The per-level tables (lth.results.analysis.level_table) of the outcomes that ran, keyed by name."""
+    from lth.results.analysis import level_table
     tables = [level_table(o.metrics).assign(experiment=name) for name, o in outcomes.items() if o.ran]
     if not tables:
         return pd.DataFrame()
@@ -172,7 +166,7 @@ class PaiOutcome(Outcome):
     def describe(self) -> str:
         if not self.ran:
             return super().describe()
-        from lth.figures import label
+        from lth.results.figures import label
         extra = sorted(set(self.networks.control) - set(self.methods))
         note = ("" if self.profile == "paper" else
                 " The **smoke** profile only exercises the code: its numbers measure nothing." if self.profile == "smoke"
@@ -190,7 +184,7 @@ def run_pai_experiment(config: str, profile: str, bindings: str | Sequence[str] 
                        device: str = "auto") -> PaiOutcome:
     """`run_experiment` for a pruning-at-init recipe (one that binds PaiConfig)."""
     from lth.config import load
-    from lth.pai import PaiExperiment, configs, operative_config
+    from lth.experiments.pai import PaiExperiment, configs, operative_config
 
     load([config])  # the recipe's own data set: the smoke profile swaps in synthetic data
     recipe_dataset = configs()[0].dataset
@@ -212,9 +206,9 @@ def rewind_iteration(config: str, profile: str, bindings: str | Sequence[str] = 
     (the smoke profile), since k must fall inside the training schedule."""
     from lth.config import load
     from lth.data import load_splits, steps_per_epoch
-    from lth.imp import ImpConfig
-    from lth.schedules import parse_steps
-    from lth.training import TrainConfig
+    from lth.experiments.imp import ImpConfig
+    from lth.train.schedules import parse_steps
+    from lth.train.loop import TrainConfig
 
     load([config], profile=profile, bindings=as_bindings(bindings))
     train = TrainConfig()

@@ -29,7 +29,8 @@ device = "auto"          # cpu, cuda or auto
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures
+from lth.results import claims
+from lth.results import figures
 from lth.notebook import level_tables, output_folder, run_experiment, save_table
 
 outcomes = {name: run_experiment(name, profile, bindings, root=root, device=device)

@@ -17,7 +17,7 @@
 # `lth_lenet_iterative`: the result store computes it once.
 
 # %% tags=["parameters"]
-config = "lth_lenet300"  # gin recipe (name in gin/ or a path)
+config = "lth_lenet300"  # gin recipe (name in lth/recipes/ or a path)
 profile = "quick"        # smoke | quick | paper
 bindings = []            # extra gin bindings (a list of strings)
 output_dir = "figures"   # figures and tables go to <output_dir>/<profile>/lth_lenet_curves/
@@ -28,7 +28,8 @@ densities = [100, 51.3, 21.1, 7.0, 3.6]  # percent of weights remaining to draw 
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures
+from lth.results import claims
+from lth.results import figures
 from lth.notebook import output_folder, run_experiment, save_table
 
 outcome = run_experiment(config, profile, bindings, root=root, device=device)

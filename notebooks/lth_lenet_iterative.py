@@ -17,7 +17,7 @@
 # per-layer densities. Then checks the paper's claims about them against our numbers.
 
 # %% tags=["parameters"]
-config = "lth_lenet300"  # gin recipe (name in gin/ or a path)
+config = "lth_lenet300"  # gin recipe (name in lth/recipes/ or a path)
 profile = "quick"        # smoke | quick | paper
 bindings = []            # extra gin bindings (a list of strings)
 output_dir = "figures"   # figures and tables go to <output_dir>/<profile>/lth_lenet_iterative/
@@ -27,8 +27,9 @@ device = "auto"          # cpu, cuda or auto
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures
-from lth.analysis import level_table
+from lth.results import claims
+from lth.results import figures
+from lth.results.analysis import level_table
 from lth.notebook import output_folder, run_experiment, save_table
 
 outcome = run_experiment(config, profile, bindings, root=root, device=device)

@@ -18,7 +18,7 @@
 # notebook's experiment (reused from the result store).
 
 # %% tags=["parameters"]
-config = "lth_lenet300"  # gin recipe (name in gin/ or a path)
+config = "lth_lenet300"  # gin recipe (name in lth/recipes/ or a path)
 profile = "quick"        # smoke | quick | paper
 bindings = []            # extra gin bindings for both runs (a list of strings)
 output_dir = "figures"   # figures and tables go to <output_dir>/<profile>/lth_lenet_oneshot/
@@ -28,7 +28,8 @@ device = "auto"          # cpu, cuda or auto
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures
+from lth.results import claims
+from lth.results import figures
 from lth.notebook import ONE_SHOT, as_bindings, level_tables, output_folder, run_experiment, save_table
 
 outcomes = {"iterative": run_experiment(config, profile, bindings, root=root, device=device),

@@ -23,7 +23,7 @@
 # plain continued training for the same number of iterations).
 
 # %% tags=["parameters"]
-config = "pai_lenet300"  # gin recipe of pruning at init (name in gin/ or a path)
+config = "pai_lenet300"  # gin recipe of pruning at init (name in lth/recipes/ or a path)
 profile = "quick"        # smoke | quick | paper
 bindings = []            # extra gin bindings for every run here (a list of strings)
 output_dir = "figures"   # figures and tables go to <output_dir>/<profile>/pai_lenet/
@@ -34,10 +34,11 @@ imp_config = "lth_lenet300"  # the IMP recipe of the rewinding comparison ("" sk
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures
-from lth.analysis import level_table
+from lth.results import claims
+from lth.results import figures
+from lth.results.analysis import level_table
 from lth.notebook import level_tables, output_folder, run_pai_experiment, run_rewinding, save_table
-from lth.pai import layer_table
+from lth.experiments.pai import layer_table
 
 outcome = run_pai_experiment(config, profile, bindings, root=root, device=device)
 folder = output_folder(output_dir, "pai_lenet", profile)

@@ -16,7 +16,7 @@
 # SNIP's protocol. The `pai_lenet` notebook explains the methods; this one only changes the network.
 
 # %% tags=["parameters"]
-config = "pai_lenet5_caffe"  # gin recipe of pruning at init (name in gin/ or a path)
+config = "pai_lenet5_caffe"  # gin recipe of pruning at init (name in lth/recipes/ or a path)
 profile = "quick"            # smoke | quick | paper
 bindings = []                # extra gin bindings (a list of strings)
 output_dir = "figures"       # figures and tables go to <output_dir>/<profile>/pai_lenet5_caffe/
@@ -26,10 +26,11 @@ device = "auto"              # cpu, cuda or auto
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures
-from lth.analysis import level_table
+from lth.results import claims
+from lth.results import figures
+from lth.results.analysis import level_table
 from lth.notebook import output_folder, run_pai_experiment, save_table
-from lth.pai import layer_table
+from lth.experiments.pai import layer_table
 
 outcome = run_pai_experiment(config, profile, bindings, root=root, device=device)
 folder = output_folder(output_dir, "pai_lenet5_caffe", profile)

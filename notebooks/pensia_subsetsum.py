@@ -21,13 +21,13 @@
 # the network with the approximated weights).
 #
 # We train the target with their recipe (cached in the result store), solve every weight *exactly*
-# (the minimum-error subset over all 2^21) with a vectorised meet-in-the-middle (`lth.subsetsum`),
+# (the minimum-error subset over all 2^21) with a vectorised meet-in-the-middle (`lth.prune.subsetsum`),
 # time it, and check the solver on a sample against brute force over all 2^21 subsets and against an
 # independent MILP (scipy's HiGHS). We also solve with the paper's own coefficient interval, because
 # the kept count depends on it and our target's weight range is not theirs.
 
 # %% tags=["parameters"]
-config = "pensia_subsetsum"  # gin recipe (name in gin/ or a path)
+config = "pensia_subsetsum"  # gin recipe (name in lth/recipes/ or a path)
 profile = "quick"            # smoke | quick | paper
 bindings = []                # extra gin bindings (a list of strings)
 output_dir = "figures"       # figures and tables go to <output_dir>/<profile>/pensia_subsetsum/
@@ -37,9 +37,10 @@ device = "auto"              # cpu, cuda or auto: where the target trains and th
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures
+from lth.results import claims
+from lth.results import figures
 from lth.notebook import output_folder, save_table
-from lth.subsetsum_experiment import (claims_frame, layer_table, run_subsetsum, subsetsum_figure, summary_table,
+from lth.experiments.subsetsum import (claims_frame, layer_table, run_subsetsum, subsetsum_figure, summary_table,
                                       worst_weights)
 
 outcome = run_subsetsum(config, profile, bindings, root=root, device=device)

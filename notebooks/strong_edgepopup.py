@@ -18,7 +18,7 @@
 # data set (MNIST), named in every title and claim.
 
 # %% tags=["parameters"]
-config = "strong_edgepopup"  # gin recipe (name in gin/ or a path)
+config = "strong_edgepopup"  # gin recipe (name in lth/recipes/ or a path)
 profile = "quick"            # smoke | quick | paper
 bindings = []                # extra gin bindings (a list of strings)
 output_dir = "figures"       # figures and tables go to <output_dir>/<profile>/strong_edgepopup/
@@ -28,8 +28,10 @@ device = "auto"              # cpu, cuda or auto
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures, strong
-from lth.analysis import level_table
+from lth.results import claims
+from lth.results import figures
+from lth.experiments import strong
+from lth.results.analysis import level_table
 from lth.notebook import output_folder, save_table
 
 outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)

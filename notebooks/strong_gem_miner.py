@@ -20,7 +20,7 @@
 # sanity-check gaps.
 
 # %% tags=["parameters"]
-config = "strong_gem_miner"  # gin recipe (name in gin/ or a path)
+config = "strong_gem_miner"  # gin recipe (name in lth/recipes/ or a path)
 profile = "quick"            # smoke | quick | paper
 bindings = []                # extra gin bindings (a list of strings)
 output_dir = "figures"       # figures and tables go to <output_dir>/<profile>/strong_gem_miner/
@@ -30,7 +30,9 @@ device = "auto"              # cpu, cuda or auto
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures, strong
+from lth.results import claims
+from lth.results import figures
+from lth.experiments import strong
 from lth.notebook import output_folder, save_table
 
 outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)

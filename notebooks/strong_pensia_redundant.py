@@ -18,7 +18,7 @@
 # (black dot) and the paper's figure read off by eye (stars, ±2 pp).
 
 # %% tags=["parameters"]
-config = "strong_pensia_redundant"  # gin recipe (name in gin/ or a path)
+config = "strong_pensia_redundant"  # gin recipe (name in lth/recipes/ or a path)
 profile = "quick"                   # smoke | quick | paper
 bindings = []                       # extra gin bindings (a list of strings)
 output_dir = "figures"              # figures and tables go to <output_dir>/<profile>/strong_pensia_redundant/
@@ -28,7 +28,9 @@ device = "auto"                     # cpu, cuda or auto
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures, strong
+from lth.results import claims
+from lth.results import figures
+from lth.experiments import strong
 from lth.notebook import output_folder, save_table
 
 outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)

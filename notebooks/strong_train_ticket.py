@@ -18,7 +18,7 @@
 # train_ticket's README: baseline 98.77% in 38 epochs, ticket 98.37% in 100 epochs.
 
 # %% tags=["parameters"]
-config = "strong_train_ticket"  # gin recipe (name in gin/ or a path)
+config = "strong_train_ticket"  # gin recipe (name in lth/recipes/ or a path)
 profile = "quick"               # smoke | quick | paper
 bindings = []                   # extra gin bindings (a list of strings)
 output_dir = "figures"          # figures and tables go to <output_dir>/<profile>/strong_train_ticket/
@@ -28,7 +28,9 @@ device = "auto"                 # cpu, cuda or auto
 # %%
 from IPython.display import Markdown, display
 
-from lth import claims, figures, strong
+from lth.results import claims
+from lth.results import figures
+from lth.experiments import strong
 from lth.notebook import output_folder, save_table
 
 outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)

@@ -1,11 +1,11 @@
-"""lth.batch and lth.report on two tiny notebooks: one writes its claims and a figure, one raises."""
+"""lth.report.batch and lth.report.page on two tiny notebooks: one writes its claims and a figure, one raises."""
 
 import re
 
 import pytest
 
-from lth import batch
-from lth.report import ClaimsError, read_claims
+from lth.report import batch
+from lth.report.page import ClaimsError, read_claims
 
 PARAMETERS = '''# %% tags=["parameters"]
 profile = "quick"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from lth import config
-from lth.imp import ImpConfig
+from lth.experiments.imp import ImpConfig
 from lth.store import find_runs
-from lth.training import TrainConfig
+from lth.train.loop import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_cli_runs_lenet_imp_on_real_mnist_then_skips_on_rerun(tmp_path):
         load_splits("mnist")
     except DatasetNotFound:
         pytest.skip("real MNIST not available")
-    args = ["run", str(REPO / "gin" / "lth_lenet300.gin"), "--profile", "smoke", "--root", str(tmp_path), "--device", "cpu"]
+    args = ["run", str(REPO / "lth" / "recipes" / "lth_lenet300.gin"), "--profile", "smoke", "--root", str(tmp_path), "--device", "cpu"]
     first = lth_cli(*args, cwd=REPO)
     assert first.returncode == 0, first.stderr
     assert "remaining_%" in first.stdout and "64.06" in first.stdout  # level 2 of the fc 20% / output 10% ladder

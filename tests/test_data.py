@@ -20,8 +20,8 @@ from lth.data import (
     steps_per_epoch,
 )
 
-SHARED_DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
-needs_real_data = pytest.mark.skipif(not (SHARED_DATA / "MNIST").is_dir(), reason=f"no offline data at {SHARED_DATA}")
+SHARED_DATA = next((root for root in data_roots() if (root / "MNIST").is_dir()), None)  # real MNIST, where present
+needs_real_data = pytest.mark.skipif(SHARED_DATA is None, reason="no MNIST in $LTH_DATA or the default data folders")
 
 # From the data README.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -58,10 +58,11 @@ def test_fashion_mnist_loads():
 
 
 @needs_real_data
-def test_default_roots_find_shared_data(monkeypatch):
+def test_default_roots_are_the_workspace_then_the_user_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("LTH_DATA", raising=False)
-    repo = Path(data.__file__).resolve().parents[1]
-    assert data_roots() == [repo / "data", SHARED_DATA]
+    monkeypatch.setenv("LTH_HOME", str(tmp_path))
+    assert data_roots() == [tmp_path / "data", Path.home() / ".cache" / "lth" / "data"]
+    monkeypatch.setenv("LTH_DATA", str(SHARED_DATA))
     assert len(load_splits("mnist").test) == 10_000
 
 

@@ -3,8 +3,11 @@
 import pandas as pd
 import pytest
 
-from lth import claims, figures
-from lth.config import REPO_ROOT as REPO
+from lth.results import claims
+from lth.results import figures
+from lth.paths import workspace
+
+REPO = workspace()
 from lth.notebook import output_folder, resolve_path, run_experiment
 
 LENET_LADDER = {0: 1.0, 3: 0.513, 7: 0.211, 9: 0.135}

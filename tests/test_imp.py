@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lth.imp import Experiment, ImpConfig
+from lth.experiments.imp import Experiment, ImpConfig
 from lth.store import CorruptCheckpoint
-from lth.training import TrainConfig
+from lth.train.loop import TrainConfig
 
 FAST = TrainConfig(iterations=40, batch_size=20, lr=5e-3, eval_every=10, checkpoint_every=20)
 

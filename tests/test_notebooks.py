@@ -1,9 +1,9 @@
-"""Every notebook in notebooks/ runs end to end on the smoke profile through lth.batch, and the report lists it."""
+"""Every notebook in notebooks/ runs end to end on the smoke profile through lth.report.batch, and the report lists it."""
 
 import pytest
 
-from lth import batch
-from lth.report import build_report
+from lth.report import batch
+from lth.report.page import build_report
 
 NOTEBOOKS = list(batch.notebook_sources())
 

@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from lth import pai, pruning
-from lth.analysis import per_network
+from lth.experiments import pai
+from lth.prune import targets as pruning
+from lth.results.analysis import per_network
 from lth.data import batch_indices, load_splits
-from lth.engine import NetworkStack
-from lth.models import build_model
-from lth.training import TrainConfig
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model
+from lth.train.loop import TrainConfig
 
 SHAPE = (1, 8, 8)
 WIDTHS = (32, 16)  # layers of 2048, 512 and 160 weights

@@ -8,10 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lth import pruning, strong, supermask
-from lth.engine import NetworkStack
-from lth.models import build_model
-from lth.training import TrainConfig, train
+from lth.prune import targets as pruning
+from lth.experiments import strong
+from lth.nets import supermask
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model
+from lth.train.loop import TrainConfig, train
 
 SHAPE = (1, 8, 8)
 WIDTHS = (32, 16)  # layers of 2048, 512 and 160 weights
@@ -277,7 +279,7 @@ def test_edgepopup_experiment_stores_tidy_rows_and_skips_finished_groups(tmp_pat
                                     weight_inits=("kaiming_normal",), densities=(0.5, 0.1))
     short = sgd(iterations="10it", eval_batch_size=500)
     metrics = strong.make_experiment(config, short, short, root=tmp_path, device="cpu").run_all()
-    networks = strong.with_remaining(__import__("lth.analysis").analysis.per_network(metrics), metrics)
+    networks = strong.with_remaining(__import__("lth.results.analysis").analysis.per_network(metrics), metrics)
     assert sorted(set(networks.control)) == ["dense", "kaiming_normal"]
     rows = networks[networks.control == "kaiming_normal"].sort_values("level")
     assert rows.density.round(3).tolist() == [0.5, 0.1]
@@ -299,7 +301,7 @@ def test_epochs_to_reads_the_first_evaluation_at_the_target():
 
 def test_strong_claims_measure_the_best_density_and_the_weights_nearest_the_papers():
     import pandas as pd
-    from lth import claims
+    from lth.results import claims
     rows = [{"experiment": "lenet300", "control": "signed_constant", "level": i, "trial": 0, "density": d,
              "final_test_accuracy": a, "remaining_weights": 1000 * d}
             for i, (d, a) in enumerate([(0.9, 0.90), (0.5, 0.95), (0.2, 0.93), (0.05, 0.80)])]

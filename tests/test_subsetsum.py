@@ -1,5 +1,5 @@
-"""The exact SubsetSum solver (lth.subsetsum) against brute force and a MILP, its tie-break, its errors,
-and the experiment's target cache (lth.subsetsum_experiment)."""
+"""The exact SubsetSum solver (lth.prune.subsetsum) against brute force and a MILP, its tie-break, its errors,
+and the experiment's target cache (lth.experiments.subsetsum)."""
 
 import math
 from types import SimpleNamespace
@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lth import claims, subsetsum
-from lth.subsetsum_experiment import SubsetSumConfig, approximate, train_target
-from lth.training import TrainConfig
+from lth.results import claims
+from lth.prune import subsetsum
+from lth.experiments.subsetsum import SubsetSumConfig, approximate, train_target
+from lth.train.loop import TrainConfig
 
 PAPER_LOW, PAPER_HIGH = -0.46423155069351196, 0.5407021641731262
 

@@ -15,7 +15,7 @@ Every rule is multiplied by a ``keep`` buffer: Gem-Miner's iterative freezing se
 the scores it zeroes for good. `to_supermask` turns the Linear/Conv2d layers of any model into
 supermask layers (or frozen dense ones); `SupermaskStack` is a NetworkStack of such models: the
 scores are its trained params, weights and masks' buffers are stacked per network, and
-``lth.training.train`` trains it unchanged.
+``lth.train.loop.train`` trains it unchanged.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import vmap
 
-from lth import pruning
+from lth.prune import targets as pruning
 from lth.data import derive_seed
-from lth.engine import NetworkStack
+from lth.nets.stack import NetworkStack
 
 MASK_RULES = ("top_k", "threshold", "sign")
 WEIGHT_INITS = ("signed_constant", "kaiming_normal")

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from lth.models import INITS, MODELS, build_model, count_weights, initialize, prunable_weights
+from lth.nets.models import INITS, MODELS, build_model, count_weights, initialize, prunable_weights
 
 MNIST = (1, 28, 28)
 CIFAR = (3, 32, 32)

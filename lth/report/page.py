@@ -1,7 +1,7 @@
 """The report: one self-contained HTML page of every notebook's claims, then the executed notebooks, code hidden.
 
-`lth.batch` executes the notebooks, records each execution as a `NotebookRun` beside its executed
-copy and calls `build_report`; ``python -m lth.batch --report-only`` rebuilds the page from those
+`lth.report.batch` executes the notebooks, records each execution as a `NotebookRun` beside its executed
+copy and calls `build_report`; ``python -m lth.report.batch --report-only`` rebuilds the page from those
 records. A notebook's claims come from ``<output_dir>/<profile>/<notebook>/claims.csv``.
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from lth.claims import COLUMNS as CLAIM_COLUMNS, VERDICTS
-from lth.config import REPO_ROOT
+from lth.results.claims import COLUMNS as CLAIM_COLUMNS, VERDICTS
+from lth.paths import RECIPES, workspace
 from lth.store import git_state
 
-REPORT_DIR = REPO_ROOT / "report"
-PROFILE_DIR = REPO_ROOT / "gin" / "profiles"
+REPORT_DIR = workspace() / "report"
+PROFILE_DIR = RECIPES / "profiles"
 
 STATUSES = ("succeeded", "failed", "not run")
 PACKAGES = ("lth", "torch", "torchvision", "numpy", "pandas", "matplotlib", "seaborn", "gin-config",
@@ -103,7 +103,7 @@ def build_report(runs: Sequence[NotebookRun], profile: str, report_dir: Path | s
 
 
 def _header(profile: str) -> str:
-    state = git_state(REPO_ROOT)
+    state = git_state(workspace())
     commit, dirty = state["git_commit"], bool(state["git_dirty"])
     commit_text = "unknown"
     if commit:

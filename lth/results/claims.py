@@ -1,7 +1,7 @@
 """The papers' claims as data (Frankle & Carbin; SNIP's Table 1). Each claim quotes the paper (reference/papers.md §1b), says
 how we measure it, and gets its verdict from our per-network results: never typed in.
 
-A claim's `measure` takes a per-network frame (`lth.analysis.per_network`, one or several
+A claim's `measure` takes a per-network frame (`lth.results.analysis.per_network`, one or several
 experiments told apart by its `experiment` column) and returns our value in the claim's unit, or
 (value, where) to say at which density it was found. It raises `MissingData` when the results
 cannot answer the claim (a density the run never reached), which becomes the verdict "not run".
@@ -59,7 +59,7 @@ THRESHOLDS = {
     "pensia_subsetsum_accuracy": ((">=", -0.1), (">=", -0.5)),  # paper 97.19 % both
     "pensia_subsetsum_target": ((">=", 96.69), (">=", 95.69)),  # paper 97.19 %
     "pensia_subsetsum_kept": (("in", (8.45, 10.33)), ("in", (7.04, 11.74))),  # paper 9.39x
-    # Strong tickets (lth.strong). Accuracies read off the papers' figures (±2 pp): reproduced within
+    # Strong tickets (lth.experiments.strong). Accuracies read off the papers' figures (±2 pp): reproduced within
     # 1.5 pp of the paper's number, partly within 5 pp; gaps: half the paper's gap, partly its sign.
     "ep_best_k_lenet300": (("<=", 0.0), ("<=", 20.0)),     # paper: best k in [30, 70] %
     "ep_best_k_conv4": (("<=", 0.0), ("<=", 20.0)),
@@ -372,7 +372,7 @@ SNIP_LENET5_CAFFE = [_snip_claim("lenet5_caffe", "LeNet-5-Caffe", 0.9, 98, 0.8),
                      _snip_claim("lenet5_caffe", "LeNet-5-Caffe", 0.9, 99, 1.1)]
 
 
-# ---- strong lottery tickets (lth.strong: experiment = the network, control = the method) ------
+# ---- strong lottery tickets (lth.experiments.strong: experiment = the network, control = the method) ------
 
 FINAL = "final_test_accuracy"
 
@@ -510,7 +510,7 @@ STRONG_TRAIN_TICKET = [
 
 
 # ---- SubsetSum (Pensia et al. Experiment 1): one row of measured quantities --------------------
-# (lth.subsetsum_experiment.claims_frame: max_error, epsilon, within, weights, kept_ratio, accuracies)
+# (lth.experiments.subsetsum.claims_frame: max_error, epsilon, within, weights, kept_ratio, accuracies)
 
 def _subsetsum_row(networks: pd.DataFrame) -> pd.Series:
     if networks.empty or "kept_ratio" not in networks:

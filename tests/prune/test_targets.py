@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lth import pruning
-from lth.engine import NetworkStack
-from lth.models import build_model, prunable_weights
+from lth.prune import targets as pruning
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model, prunable_weights
 
 LENET_RATES = {"fc": 0.2, "output": 0.1}
 

@@ -4,7 +4,7 @@ networks into the same result store as IMP.
 
 A pruner is a score (as in Synaptic Flow): each method scores every prunable weight of every
 network of a stack, and the masks keep the top scores of each group of layers to an exact count
-(`lth.pruning.Group`): one group of all prunable layers (``scope="global"``) or one group per
+(`lth.prune.targets.Group`): one group of all prunable layers (``scope="global"``) or one group per
 layer (``"layerwise"``, uniform per-layer densities whose counts add up to the global count).
 Random pruning (``random_<rule>``) instead draws masks with exact per-layer counts from a layer
 density rule (`layer_densities`): uniform, ER, ERK, balanced or pyramidal.
@@ -13,7 +13,7 @@ density rule (`layer_densities`): uniform, ER, ERK, balanced or pyramidal.
 
 The driver (`PaiConfig`, `PaiExperiment`, `run_pai`) trains, per method, one stack of
 trials x densities networks. Its metrics are IMP's tidy rows with level = the index of the
-density, control = the method and replicate = 0, so `lth.analysis.per_network` reads them
+density, control = the method and replicate = 0, so `lth.results.analysis.per_network` reads them
 unchanged; rows with split ``"mask"`` record each layer's density (metric = the layer's name) at
 iteration 0.
 """
@@ -33,15 +33,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from lth import pruning
+from lth.prune import targets as pruning
 from lth.data import DataSplits, batch_indices, derive_seed, load_splits
-from lth.engine import NetworkStack, stacked_forward
-from lth import imp
-from lth.imp import resolve_device
-from lth.models import build_model
-from lth.pruning import Group
+from lth.nets.stack import NetworkStack, stacked_forward
+from lth.experiments import imp
+from lth.experiments.imp import resolve_device
+from lth.nets.models import build_model
+from lth.prune.targets import Group
 from lth.store import RunDir
-from lth.training import TrainConfig, train
+from lth.train.loop import TrainConfig, train
 
 SCORED = ("snip", "grasp", "synflow", "magnitude")
 RULES = ("uniform", "er", "erk", "balanced", "pyramidal")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lth.schedules import lr_at, parse_steps
+from lth.train.schedules import lr_at, parse_steps
 
 
 def test_step_strings():

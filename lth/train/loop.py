@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lth.data import DataSplits, Split, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
-from lth.engine import NetworkStack, stacked_forward
-from lth.schedules import lr_at, parse_steps
+from lth.nets.stack import NetworkStack, stacked_forward
+from lth.train.schedules import lr_at, parse_steps
 
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("fp32", "tf32", "bf16")

@@ -1,5 +1,5 @@
 """Pensia et al. 2020, Experiment 1, on the result store: train the target 784-500-10 network (no
-biases), approximate every weight by a subset sum of n random coefficients (`lth.subsetsum`), and
+biases), approximate every weight by a subset sum of n random coefficients (`lth.prune.subsetsum`), and
 measure what the paper reports: coefficients kept, the largest error, the approximated network's test
 accuracy, the solver's time; plus our checks of the solver against brute force and a MILP.
 
@@ -21,12 +21,13 @@ import gin
 import pandas as pd
 import torch
 
-from lth import imp, subsetsum
+from lth.experiments import imp
+from lth.prune import subsetsum
 from lth.data import DataSplits, derive_seed, load_splits
-from lth.engine import NetworkStack
-from lth.models import build_model
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model
 from lth.store import RunDir
-from lth.training import TrainConfig, evaluate, train
+from lth.train.loop import TrainConfig, evaluate, train
 
 GIN_SCOPE = "subsetsum"  # profiles bind subsetsum/TrainConfig.* for the target's training only
 TARGET_KEY = "target"
@@ -460,7 +461,7 @@ def worst_weights(outcome: SubsetSumOutcome, count: int = 5) -> pd.DataFrame:
 
 
 def claims_frame(outcome: SubsetSumOutcome) -> pd.DataFrame:
-    """One row of our measured quantities, for `lth.claims.PENSIA_SUBSETSUM`."""
+    """One row of our measured quantities, for `lth.results.claims.PENSIA_SUBSETSUM`."""
     if not outcome.ran:
         return pd.DataFrame()
     a, r = outcome.approximation, outcome.paper_range
@@ -479,8 +480,7 @@ def subsetsum_figure(outcome: SubsetSumOutcome):
     """Left: the error of every approximated weight against eps (both axes log). Right: coefficients kept
     per weight, ours and with the paper's coefficient interval, against the paper's mean."""
     import numpy as np
-    from lth import figures
-
+    from lth.results import figures
     fig, axes = figures.subplots(2, width=5.4, height=3.8)
     left, right = axes[0]
     a, r = outcome.approximation, outcome.paper_range

@@ -1,4 +1,4 @@
-"""Strong lottery tickets: drivers of the supermask experiments (`lth.supermask`) on the result store.
+"""Strong lottery tickets: drivers of the supermask experiments (`lth.nets.supermask`) on the result store.
 
 Each experiment is a list of *groups*: one stack of networks trained as one (every density and
 trial of a sweep together), stored under its own key with a done marker and a progress
@@ -39,13 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth import imp, pruning, supermask
+from lth.experiments import imp
+from lth.prune import targets as pruning
+from lth.nets import supermask
 from lth.data import DataSplits, derive_seed, load_splits, steps_per_epoch
-from lth.engine import NetworkStack
-from lth.imp import resolve_device
-from lth.models import LeNet5, build_model
+from lth.nets.stack import NetworkStack
+from lth.experiments.imp import resolve_device
+from lth.nets.models import LeNet5, build_model
 from lth.store import RunDir
-from lth.training import TrainConfig, evaluate, train
+from lth.train.loop import TrainConfig, evaluate, train
 
 MASK_SPLIT, META_SPLIT = "mask", "meta"
 DENSE = "dense"   # control of the weight-trained baselines
@@ -482,7 +484,7 @@ class GemMinerExperiment(StrongExperiment):
         scores_cfg = dataclasses.replace(scores_cfg, weight_decay=2 * config.l2)
         super().__init__(config, scores_cfg, weights_cfg, **kwargs)
         per_epoch = steps_per_epoch(len(self.data.train), scores_cfg.batch_size)
-        from lth.schedules import parse_steps
+        from lth.train.schedules import parse_steps
         period = parse_steps(config.freeze_period, per_epoch)
         if period < 1 or period % self.steps.eval_every:
             raise ValueError(f"the freezing period ({config.freeze_period} = {period} iterations) must be a "
@@ -589,7 +591,7 @@ def meta_table(metrics: pd.DataFrame) -> pd.DataFrame:
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per network, control and density (mean over trials): percent kept, weights remaining, test
     accuracy at the end, in percent (what `python -m lth run` prints)."""
-    from lth.analysis import per_network
+    from lth.results.analysis import per_network
     networks = with_remaining(per_network(metrics), metrics)
     table = networks.groupby(["experiment", "control", "level"], sort=False).agg(
         runs=("trial", "size"), kept_pct=("density", "mean"), remaining_weights=("remaining_weights", "mean"),
@@ -694,7 +696,7 @@ def _mean_band(ax, frame: pd.DataFrame, x: str, y: str, name: str, **style) -> N
 def edgepopup_figure(networks: pd.DataFrame, title: str, column: str = "final_test_accuracy"):
     """Per network: test accuracy against percent of weights kept, one line per weight init,
     the dense trained network as a dashed line."""
-    from lth import figures
+    from lth.results import figures
     names = list(dict.fromkeys(networks.experiment))
     fig, axes = figures.subplots(len(names))
     for ax, name in zip(axes[0], names):
@@ -720,7 +722,7 @@ def pensia_figure(networks: pd.DataFrame, title: str, paper_points: dict | None 
                   column: str = "final_test_accuracy"):
     """Per network: test accuracy against remaining weights (log), redundant vs wide, the dense
     trained target as a black dot; the paper's figure read-outs as stars."""
-    from lth import figures
+    from lth.results import figures
     names = list(dict.fromkeys(networks.experiment))
     fig, axes = figures.subplots(len(names))
     for ax, name in zip(axes[0], names):
@@ -748,7 +750,7 @@ def pensia_figure(networks: pd.DataFrame, title: str, paper_points: dict | None 
 
 def bar_figure(networks: pd.DataFrame, title: str, order: Sequence[str], column: str = "final_test_accuracy"):
     """One bar per control (mean over trials, min/max whiskers), in ``order``."""
-    from lth import figures
+    from lth.results import figures
     fig, axes = figures.subplots(1, width=7.5)
     ax = axes[0][0]
     present = [c for c in order if c in set(networks.control)]
@@ -764,7 +766,7 @@ def bar_figure(networks: pd.DataFrame, title: str, order: Sequence[str], column:
 
 def curves_figure(metrics: pd.DataFrame, title: str, split: str = "test"):
     """Per network: accuracy over epochs, one line per control (mean over trials)."""
-    from lth import figures
+    from lth.results import figures
     acc = metrics[(metrics.split == split) & (metrics.metric == "accuracy")]
     per_epoch = meta_table(metrics).groupby(["experiment", "control"])["steps_per_epoch"].first()
     names = list(dict.fromkeys(acc.experiment))

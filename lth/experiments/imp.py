@@ -28,14 +28,14 @@ import gin
 import pandas as pd
 import torch
 
-from lth import pruning
+from lth.prune import targets as pruning
 from lth.data import DataSplits, derive_seed, load_splits, steps_per_epoch
 
-from lth.engine import NetworkStack
-from lth.models import build_model, prunable_weights
-from lth.schedules import parse_steps
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model, prunable_weights
+from lth.train.schedules import parse_steps
 from lth.store import RunDir
-from lth.training import TrainConfig, train
+from lth.train.loop import TrainConfig, train
 
 STRATEGIES = ("iterative", "one_shot")
 REWINDS = ("init", "weights", "lr")

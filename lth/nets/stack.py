@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from lth.models import prunable_weights
+from lth.nets.models import prunable_weights
 
 
 class NetworkStack:

@@ -22,13 +22,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
-from lth.claims import MissingData, TICKET, nearest_level  # noqa: E402
+from lth.results.claims import MissingData, TICKET, nearest_level  # noqa: E402
 
 LABELS = {
     "none": "winning ticket", "reinit": "random reinit", "random_mask": "random mask",
     "iterative": "iterative", "one_shot": "one-shot",
     "lth_conv2": "Conv-2", "lth_conv4": "Conv-4", "lth_conv6": "Conv-6", "lth_lenet300": "LeNet-300-100",
-    # pruning at initialisation (lth.pai): the control column holds the method
+    # pruning at initialisation (lth.experiments.pai): the control column holds the method
     "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow", "magnitude": "magnitude at init",
     "random_uniform": "random (uniform)", "random_er": "random (ER)", "random_erk": "random (ERK)",
     "random_balanced": "random (balanced)", "random_pyramidal": "random (pyramidal)",
@@ -258,7 +258,7 @@ def curves_figure(metrics: pd.DataFrame, densities: Sequence[float], title: str,
     their random reinitialisations dashed (right). Percents the run does not reach are left out;
     a run that reaches fewer than two of them (a short ladder) shows all its levels instead.
     Returns (figure, the plotted curves)."""
-    from lth.analysis import per_network
+    from lth.results.analysis import per_network
     networks = per_network(metrics)
     levels = present_levels(networks, densities)
     if len(levels) < 2:

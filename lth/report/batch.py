@@ -1,6 +1,6 @@
 """Execute the notebooks in notebooks/ on one profile with papermill, then build the report.
 
-    python -m lth.batch [--profile smoke|quick|paper] [--only NAME ...] [--output-dir DIR] [--root DIR]
+    python -m lth.report.batch [--profile smoke|quick|paper] [--only NAME ...] [--output-dir DIR] [--root DIR]
                         [--device DEV] [-b BINDING ...] [--report-only]
 
 Each ``notebooks/<name>.py`` (jupytext percent format) is converted to
@@ -23,11 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-from lth.config import PROFILES, REPO_ROOT
-from lth.report import REPORT_DIR, ClaimsError, NotebookRun, build_report, read_claims
+from lth.config import PROFILES
+from lth.paths import workspace
+from lth.report.page import REPORT_DIR, ClaimsError, NotebookRun, build_report, read_claims
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-BUILD_DIR = REPO_ROOT / "build" / "notebooks"
+NOTEBOOK_DIR = workspace() / "notebooks"
+BUILD_DIR = workspace() / "build" / "notebooks"
 KERNEL = "python3"
 
 
@@ -67,7 +68,7 @@ def run_batch(profile: str = "quick", *, only: list[str] | None = None, output_d
     runs = []
     for number, name in enumerate(chosen, 1):
         print(f"[{number}/{len(chosen)}] {name} (profile {profile})", flush=True)
-        run = run_notebook(sources[name], profile=profile, output_dir=REPO_ROOT / output_dir, root=REPO_ROOT / root,
+        run = run_notebook(sources[name], profile=profile, output_dir=workspace() / output_dir, root=workspace() / root,
                            device=device, bindings=list(bindings or ()), build_dir=build_dir, log_output=log_output)
         print(f"    {run.status} in {run.wall_s:.1f}s" + (f": {_first_line(run.reason)}" if run.reason else ""), flush=True)
         runs.append(run)
@@ -101,7 +102,7 @@ def run_notebook(source: Path, *, profile: str, output_dir: Path, root: Path, de
         executed.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, converted)
         papermill.execute_notebook(
-            str(converted), str(executed), kernel_name=KERNEL, cwd=str(REPO_ROOT), log_output=log_output,
+            str(converted), str(executed), kernel_name=KERNEL, cwd=str(workspace()), log_output=log_output,
             parameters=dict(profile=profile, bindings=bindings, output_dir=str(output_dir), root=str(root), device=device))
         read_claims(run.claims_path)
         run.status = "succeeded"
@@ -166,7 +167,7 @@ def _first_line(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lth.batch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lth.report.batch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=PROFILES, default="quick", help="smoke, quick (default) or paper")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (names without .py)")
     parser.add_argument("--output-dir", help="figures, tables and claims (default figures)")
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     # A path given on the command line is relative to where the caller stands; the defaults are the repo's.
     output_dir, root, build_dir, report_dir = (
         Path(given).absolute() if given else default for given, default in (
-            (args.output_dir, REPO_ROOT / "figures"), (args.root, REPO_ROOT / "runs"),
+            (args.output_dir, workspace() / "figures"), (args.root, workspace() / "runs"),
             (args.build_dir, BUILD_DIR), (args.report_dir, REPORT_DIR)))
     if args.log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill logs cell outputs at INFO

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lth.engine import NetworkStack
-from lth.models import build_model
-from lth.training import DivergedError, TrainConfig, evaluate, train
+from lth.nets.stack import NetworkStack
+from lth.nets.models import build_model
+from lth.train.loop import DivergedError, TrainConfig, evaluate, train
 
 
 def make_stack(seeds, model="fc", **kwargs):
@@ -142,12 +142,12 @@ def test_mask_of_wrong_shape_is_rejected():
 @pytest.mark.parametrize("chunk", [4, 100])
 def test_steps_in_chunks_equal_steps_one_at_a_time(synthetic, monkeypatch, chunk):
     """Chunks (one CUDA graph each on a GPU) cross epoch boundaries, lr changes and the snapshot."""
-    import lth.training
+    import lth.train.loop
     cfg = TrainConfig(iterations=37, batch_size=30, optimizer="sgd", lr=0.1, momentum=0.9, schedule="cosine",
                       warmup=6, eval_every=10)
     results = []
     for steps in (1, chunk):
-        monkeypatch.setattr(lth.training, "GRAPH_STEPS", steps)
+        monkeypatch.setattr(lth.train.loop, "GRAPH_STEPS", steps)
         stack = make_stack([1, 2])
         history, snapshot = train(stack, synthetic, cfg, data_seeds=[3, 4], snapshot_at=13)
         results.append((stack.state()["params"], history, snapshot))
@@ -161,10 +161,10 @@ def test_steps_in_chunks_equal_steps_one_at_a_time(synthetic, monkeypatch, chunk
 
 
 def test_a_data_parallel_replica_trains_on_its_share_of_each_batch(synthetic, monkeypatch):
-    import lth.training
-    from lth.training import TrainStep, make_optimizer
+    import lth.train.loop
+    from lth.train.loop import TrainStep, make_optimizer
     averaged = []
-    monkeypatch.setattr(lth.training, "_all_mean", lambda tensors: averaged.append(len(tensors)) or tensors)
+    monkeypatch.setattr(lth.train.loop, "_all_mean", lambda tensors: averaged.append(len(tensors)) or tensors)
     stack = make_stack([0, 1])
     step = TrainStep(stack, synthetic, make_optimizer(list(stack.params.values()), CONFIGS["adam"]), [0, 1], 20,
                      graphed=False, replica=(1, 2))
@@ -183,7 +183,7 @@ def test_cuda_graphs_equal_eager_steps_on_a_gpu(synthetic, monkeypatch, optimize
     """Captured chunks (each step reads its learning rate from the plan; metrics reach the host
     without a wait) equal the same steps run eagerly (same fused optimiser, never captured) across
     warmup and a cosine schedule; NaN is still caught."""
-    from lth.training import TrainStep
+    from lth.train.loop import TrainStep
     cfg = TrainConfig(iterations=250, batch_size=30, optimizer=optimizer, lr=0.05, momentum=0.9, schedule="cosine",
                       warmup=20, eval_every=50, compile=compile)
     data = synthetic.to("cuda")
@@ -207,7 +207,7 @@ def test_cuda_graphs_equal_eager_steps_on_a_gpu(synthetic, monkeypatch, optimize
 def test_stacked_matrix_gradients_arrive_in_their_weights_layout(synthetic):
     """Autograd copies every gradient whose strides differ from its parameter's: stacked matrices are
     stored in the order the batched matmul computes their gradient in, so none is copied."""
-    from lth.training import stacked_losses
+    from lth.train.loop import stacked_losses
     stack = make_stack([0, 1])
     arrived = {}
     for name, param in stack.params.items():  # a leaf's hook sees the gradient before it is stored

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from lth.engine import NetworkStack
+from lth.nets.stack import NetworkStack
 
 SCOPES = ("layerwise", "global")
 
