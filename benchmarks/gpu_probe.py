@@ -13,15 +13,18 @@ while training did not pay (28.2 ms per 100 steps + evaluation vs 27.2 ms serial
 is reused by every level."""
 import argparse
 import time
+from functools import partial
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import lth.train.loop as training
+import lth.train.step as training
 from lth.data import load_splits
 from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model
-from lth.train.loop import Evaluator, TrainConfig, TrainStep, make_optimizer, matmul_precision
+from lth.train.config import TrainConfig
+from lth.train.evaluate import evaluate
+from lth.train.step import TrainStep, make_optimizer, matmul_precision
 
 
 def timed(fn, repeats: int) -> float:
@@ -85,16 +88,16 @@ def main() -> None:
         for compile in (False, True):
             stack, step = make(compile)
             t_train = timed(hundred_steps(step), 30)
-            evaluator = Evaluator(stack, args.eval_batch, True, "tf32", compile)
+            evaluator = partial(evaluate, stack, batch_size=args.eval_batch, precision="tf32", compile=compile, graphs={})
             t_eval = timed(lambda: [evaluator(mnist.val), evaluator(mnist.test)], 30)
             print(f"compile={compile} M={M}: 100 steps {t_train * 1e3:.2f} ms ({100 / t_train:.0f} steps/s); "
                   f"val+test evaluation {t_eval * 1e3:.2f} ms", flush=True)
 
         eager_stack, eager_step = make(compile=True, graphed=False)
         kernel_table(lambda: eager_step.run(0, [1e-3]), 20, f"one compiled training step, M={M}")
-        evaluator = Evaluator(eager_stack, args.eval_batch, False, "tf32", True)
+        evaluator = partial(evaluate, eager_stack, batch_size=args.eval_batch, precision="tf32", compile=True)
         kernel_table(lambda: [evaluator(mnist.val), evaluator(mnist.test)], 10, "val+test evaluation, compiled")
-        evaluator = Evaluator(eager_stack, args.eval_batch, False, "tf32", False)
+        evaluator = partial(evaluate, eager_stack, batch_size=args.eval_batch, precision="tf32", compile=False)
         kernel_table(lambda: [evaluator(mnist.val), evaluator(mnist.test)], 10, "val+test evaluation, eager")
 
         for mode in args.modes:

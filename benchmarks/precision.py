@@ -18,7 +18,8 @@ import torch
 from lth.data import load_splits
 from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model
-from lth.train.loop import PRECISIONS, TrainConfig, train
+from lth.train.config import PRECISIONS, TrainConfig
+from lth.train.loop import train
 
 MODELS = {"lenet300": dict(lr=1.2e-3), "lenet5_caffe": dict(lr=1e-3)}
 

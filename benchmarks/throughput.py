@@ -9,7 +9,7 @@
 LeNet-300-100 on real MNIST (batch 60); Conv-2 (batch 60) and ResNet-20 (batch 128, SGD) on
 CIFAR-shaped synthetic data. With --protocol, also the end-to-end wall time of the LeNet-300-100
 paper protocol (5 trials, 21 levels down to 1.2% remaining, 3 reinitialisations per ticket, 50K
-iterations, evaluation every 100) run through `lth.experiments.imp.Experiment` into a fresh result store,
+iterations, evaluation every 100) run through `lth.experiments.runner.Runner` into a fresh result store,
 beside the conventional loop's time for the same network-iterations at its measured rate.
 Prints a markdown table and writes it (plus JSON) to --out.
 
@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 from lth.data import load_splits
 from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model, prunable_weights
-from lth.train.loop import GRAPH_STEPS, PRECISIONS, TrainConfig, TrainStep, make_optimizer, matmul_precision, use_cuda_graphs
+from lth.train.config import PRECISIONS, TrainConfig
+from lth.train.step import GRAPH_STEPS, TrainStep, make_optimizer, matmul_precision, use_cuda_graphs
 
 WORKLOADS = {  # model, data set, batch, optimizer, learning rate
     "lenet300": ("lenet300", "mnist", 60, "adam", 1.2e-3),
@@ -161,15 +162,16 @@ def time_protocol(device: torch.device, bindings: list[str], out: Path | None) -
     """Wall time, peak memory and network-iterations of the LeNet-300-100 paper protocol, end to end;
     its per-network summary goes to out/protocol_networks.csv (to compare with other runs of it)."""
     from lth.results.analysis import per_network
-    from lth.config import load
-    from lth.experiments.imp import Experiment, ImpConfig
-    load(["lth_lenet300"], profile="paper", bindings=bindings)
+    from lth.config import load_recipe
+    from lth.experiments.imp import ImpPlan
+    from lth.experiments.runner import Runner
+    recipe = load_recipe("lth_lenet300", profile="paper", bindings=bindings)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
-        experiment = Experiment(ImpConfig(), TrainConfig(), root=root, device=device)
-        metrics = experiment.run_all()
+        experiment = Runner(recipe.spec, recipe.config, recipe.trains, root=root, device=device)
+        metrics = experiment.run().metrics
     wall = time.perf_counter() - start
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,7 @@ def time_protocol(device: torch.device, bindings: list[str], out: Path | None) -
     total = experiment.steps.total
     tickets = metrics[(metrics.control == "none") & (metrics.split == "test") & (metrics.metric == "accuracy")]
     final = tickets[tickets.iteration == total].groupby("level").value.mean()
-    return dict(wall_s=wall, networks=networks, network_iterations=networks * total, levels=experiment.num_levels,
+    return dict(wall_s=wall, networks=networks, network_iterations=networks * total, levels=len(ImpPlan(experiment.context).targets),
                 peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
                 final_test_accuracy_by_level=[round(100 * v, 2) for v in final.tolist()], bindings=bindings)
 

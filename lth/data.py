@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -80,6 +81,10 @@ class DataSplits:
 
 class DatasetNotFound(FileNotFoundError):
     """A data set is in none of the data roots and was not to be downloaded."""
+
+
+class DatasetDamaged(ValueError):
+    """A data set's file is there but cannot be read (truncated, corrupt); the message names it."""
 
 
 def load_splits(
@@ -285,16 +290,20 @@ def _decode_idx(name: str, root: Path) -> tuple[torch.Tensor, ...]:
 
 
 def _read_idx(path: Path) -> torch.Tensor:
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        data = gzip.decompress(data)
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+    except (EOFError, OSError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        problem = "truncated" if isinstance(err, EOFError) else f"{type(err).__name__}: {err}"
+        raise DatasetDamaged(_damaged_message(path, problem)) from err
     if len(data) < 4 or data[:3] != b"\x00\x00\x08":  # 0x08: uint8 elements
-        raise ValueError(f"{path} is not a uint8 IDX file")
+        raise DatasetDamaged(_damaged_message(path, "not a uint8 IDX file"))
     ndim = data[3]
     header = 4 + 4 * ndim
     shape = struct.unpack(f">{ndim}I", data[4:header])
     if len(data) - header != math.prod(shape):
-        raise ValueError(f"{path}: header says shape {shape} but holds {len(data) - header} bytes")
+        raise DatasetDamaged(_damaged_message(path, f"header says shape {shape} but it holds {len(data) - header} bytes"))
     # bytearray: torch.frombuffer wants a writable buffer.
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(shape)
 
@@ -304,7 +313,13 @@ def _decode_cifar(name: str, root: Path) -> tuple[torch.Tensor, ...]:
 
     arrays = []
     for train in (True, False):
-        ds = getattr(datasets, _TORCHVISION[name])(str(root), train=train, download=False)
+        try:  # torchvision checks every file's md5 first
+            ds = getattr(datasets, _TORCHVISION[name])(str(root), train=train, download=False)
+        except (RuntimeError, EOFError, OSError, ValueError) as err:
+            folder = root / _CIFAR_DIRS[name]
+            raise DatasetDamaged(f"data set {name!r} in {folder} is damaged (a file is missing, truncated or fails "
+                                 f"its md5 check: {err}); delete the folder and download it again "
+                                 f"(`python -m lth download {name}`)") from err
         arrays.append(torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous())  # NHWC -> NCHW
         arrays.append(torch.as_tensor(ds.targets, dtype=torch.int64))
     return tuple(arrays)
@@ -322,3 +337,18 @@ def _not_found_message(name: str, roots: list[Path]) -> str:
         + f"Set LTH_DATA to a folder that holds it, or, online, call load_splits({name!r}, download=True)"
         f" or run `python -m lth download {name}`."
     )
+
+
+def _damaged_message(path: Path, problem: str) -> str:
+    name = next((n for n, folder in _TORCHVISION.items() if folder in path.parts), None)
+    again = f" (`python -m lth download {name}`)" if name else ""
+    return f"data file {path} is damaged ({problem}); delete it and download it again{again}"
+
+
+def raw_arrays(name: str, roots: list[Path] | None = None) -> tuple[torch.Tensor, ...]:
+    """(train_x, train_y, test_x, test_y) of a stored data set as read from disk (uint8 (N, C, H, W)
+    images, int64 labels), decoded once per process; DatasetNotFound, or DatasetDamaged naming the
+    file that cannot be read. For pre-flight checks (`lth.checks.check_data`)."""
+    if name not in _TORCHVISION:
+        raise ValueError(f"unknown stored data set {name!r}; expected one of: {', '.join(_TORCHVISION)}")
+    return _raw_arrays(name, data_roots() if roots is None else roots, download=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -34,19 +34,61 @@ def as_bindings(bindings: str | Sequence[str] | None) -> list[str]:
 
 @dataclass
 class Outcome:
-    """One experiment as a notebook sees it: its results, or why there are none."""
+    """One experiment of any kind as a notebook sees it: its results, or why there are none.
+
+    ``config`` is the kind's config dataclass; ``details`` what a compute step returned (SubsetSum:
+    `lth.experiments.subsetsum.Solved`, whose fields read as the outcome's own, e.g. ``outcome.checks``)."""
     ran: bool
     reason: str                 # why it did not run ("" when it ran)
-    dataset: str
-    experiment: str
+    kind: str                   # lth.experiments.registry kind name
+    config: Any                 # the kind's config dataclass
     metrics: pd.DataFrame
     networks: pd.DataFrame      # lth.results.analysis.per_network(metrics)
     run_path: Path | None
     profile: str
     config_text: str            # the operative gin config
-    trials: int = 0
-    iterations: int | str = ""  # per run
-    recipe_dataset: str = ""    # the data set the recipe names (the paper's), before bindings
+    iterations: int | str = ""  # per run (strong kinds: score training)
+    recipe_dataset: str = ""    # the data set the recipe names (the paper's), before profile and bindings
+    details: Any = None
+
+    @classmethod
+    def of(cls, recipe, *, ran: bool, metrics: pd.DataFrame, run_path: Path | None, reason: str = "",
+           iterations: int | str = "", details: Any = None) -> "Outcome":
+        from lth.results import analysis
+        return cls(ran, reason, recipe.kind, recipe.config, metrics, flag_failures(analysis.per_network(metrics), metrics), run_path,
+                   recipe.profile or "", recipe.text, iterations, getattr(recipe.recipe_config, "dataset", ""), details)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "details":
+            raise AttributeError(name)
+        details = self.__dict__.get("details")
+        if details is not None and hasattr(details, name):
+            return getattr(details, name)
+        raise AttributeError(f"{type(self).__name__} of kind {self.__dict__.get('kind')!r} has no {name!r}")
+
+    @property
+    def dataset(self) -> str:
+        return self.config.dataset
+
+    @property
+    def experiment(self) -> str:
+        return self.config.experiment
+
+    @property
+    def trials(self) -> int:
+        return getattr(self.config, "trials", 1)
+
+    @property
+    def methods(self) -> tuple:
+        return tuple(getattr(self.config, "methods", ()))
+
+    @property
+    def densities(self) -> tuple:
+        return tuple(getattr(self.config, "densities", ()))
+
+    @property
+    def networks_run(self) -> tuple:
+        return tuple(getattr(self.config, "networks", None) or (getattr(self.config, "model", ""),))
 
     @property
     def dataset_name(self) -> str:
@@ -62,30 +104,84 @@ class Outcome:
         """One line for titles and claim details: data set, profile, trials, iterations."""
         swapped = self.recipe_dataset and self.recipe_dataset != self.dataset
         instead = f" (not the recipe's {DATASET_NAMES.get(self.recipe_dataset, self.recipe_dataset)})" if swapped else ""
+        if self.kind == "subsetsum":
+            a = self.details.approximation if self.details is not None else None
+            sampled = "" if a is None or a.count == self.total_weights else \
+                f", {a.count:,} of {self.total_weights:,} weights approximated"
+            return f"{self.dataset}, {self.profile} profile{sampled}"
         return (f"{self.dataset_name}{instead}, {self.profile} profile: {self.trials} "
                 f"trial{'s' * (self.trials != 1)} × {_count(self.iterations)} iterations")
+
+    def _note(self) -> str:
+        if self.profile == "paper":
+            return ""
+        if self.profile == "smoke":
+            return " The **smoke** profile only exercises the code: its numbers measure nothing."
+        if self.kind == "imp":
+            return (f" The **{self.profile}** profile is smaller than the paper's protocol "
+                    f"(5 trials, full training): its numbers indicate, they do not settle.")
+        if self.kind == "subsetsum":
+            return f" The **{self.profile}** profile is smaller than the paper's protocol."
+        return f" The **{self.profile}** profile is smaller than the paper's protocol: its numbers indicate, they do not settle."
 
     def describe(self) -> str:
         """Markdown: what ran, or why not."""
         if not self.ran:
+            if self.kind == "subsetsum":
+                return (f"**`{self.experiment}` did not run** ({self.profile} profile). Its figure is skipped and its "
+                        f"claims are marked *not run*.\n\n```text\n{self.reason}\n```")
             return (f"**`{self.experiment}` did not run** ({self.profile} profile, data set "
                     f"{self.dataset_name}). Its figures are skipped and its claims are marked "
                     f"*not run*.\n\n```text\n{self.reason}\n```")
+        runs = f"{self.trials} trial{'s' * (self.trials != 1)}, {_count(self.iterations)}"
+        where = f"Results in `{self.run_path}`.{self._note()}"
+        if self.kind == "pai":
+            from lth.results.figures import label
+            extra = sorted(set(self.networks.control) - set(self.methods))
+            return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: {runs} iterations "
+                    f"per run, methods {', '.join(label(m) for m in self.methods)}"
+                    + (f" (and, from earlier runs in the store, {', '.join(label(m) for m in extra)})" if extra else "")
+                    + f", at {', '.join(f'{100 * d:g}%' for d in self.densities)} of weights remaining. {where}")
+        if self.kind == "subsetsum":
+            a, cfg = self.details.approximation, self.config
+            target = "trained now" if self.details.trained_now else "loaded from the store (trained earlier)"
+            sample = ("every weight" if a.count == self.total_weights else
+                      f"**a seeded random sample of {a.count:,} of the {self.total_weights:,} weights** (the others "
+                      "keep the target's values, so the approximated network's accuracy mixes both)")
+            return (f"Target {'-'.join(map(str, [784, *cfg.widths, 10]))} (no biases) on {cfg.dataset}, "
+                    f"{target}: `{self.run_path}`. Approximated {sample}, n = {a.n} coefficients each from "
+                    f"U[{a.low:.3f}, {a.high:.3f}], solved on `{a.device}` in {a.solve_seconds:.2f} s.{self._note()}")
+        if self.kind != "imp":  # the strong-ticket kinds
+            from lth.results.strong import label
+            controls = ", ".join(label(c) for c in dict.fromkeys(self.networks.control))
+            return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: {runs} "
+                    f"score-training iterations per run; networks {', '.join(label(n) for n in self.networks_run)}; "
+                    f"{controls}. {where}")
         levels = sorted(self.networks.level.unique()) if not self.networks.empty else []
         tickets = self.networks[self.networks.control == "none"]
         lowest = 100 * tickets.density.min() if not tickets.empty else float("nan")
         controls = ", ".join(sorted(set(self.networks.control) - {"none"})) or "none"
-        notes = {"paper": "",
-                 "smoke": " The **smoke** profile only exercises the code: its numbers measure nothing."}
-        note = notes.get(self.profile, f" The **{self.profile}** profile is smaller than the paper's protocol "
-                                       f"(5 trials, full training): its numbers indicate, they do not settle.")
-        return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: "
-                f"{self.trials} trial{'s' * (self.trials != 1)}, {_count(self.iterations)} iterations per run, "
-                f"{len(levels)} levels (100% → {lowest:.1f}% of weights remaining), controls: {controls}. "
-                f"Results in `{self.run_path}`.{note}")
+        return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: {runs} iterations "
+                f"per run, {len(levels)} levels (100% → {lowest:.1f}% of weights remaining), controls: {controls}. "
+                f"{where}")
 
     def save_provenance(self, folder: str | Path) -> None:
         save_provenance(self.run_path, self.experiment, folder)
+
+
+def flag_failures(networks: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """``networks`` (per network) with a bool column ``failed_to_learn``: the network was flagged as
+    not learning (`lth.experiments.runner.learning_failures`); no claim is judged on it."""
+    from lth.experiments.runner import failed_networks
+    out = networks.copy()
+    failed = failed_networks(metrics)
+    keys = ["experiment", "level", "control", "trial", "replicate"]
+    if out.empty or failed.empty or not set(keys) <= set(out.columns):
+        out["failed_to_learn"] = False
+        return out
+    flagged = set(map(tuple, failed[keys].itertuples(index=False)))
+    out["failed_to_learn"] = [tuple(row) in flagged for row in out[keys].itertuples(index=False)]
+    return out
 
 
 def save_provenance(run_path: Path | None, experiment: str, folder: str | Path) -> None:
@@ -105,38 +201,33 @@ def _count(iterations: int | str) -> str:
     return f"{iterations:,}" if isinstance(iterations, int) else str(iterations)
 
 
-def run_experiment(config: str, profile: str, bindings: str | Sequence[str] = (), root: str | Path = "runs",
-                   device: str = "auto") -> Outcome:
-    """Load the gin recipe, profile and bindings, then run the experiment (finished levels are
-    reused from the store, so notebooks sharing an experiment compute it once). A missing data
-    set is not an error here: the Outcome says so, and the notebook reports it."""
-    from lth.config import load
-    from lth.experiments.imp import Experiment, ImpConfig, operative_config
-    from lth.train.loop import TrainConfig
-
-    load([config], profile=profile)
-    recipe_dataset = ImpConfig().dataset  # to say so when bindings swap the paper's data set
-    load([config], profile=profile, bindings=as_bindings(bindings))
-    imp, train = ImpConfig(), TrainConfig()
-    common = {"dataset": imp.dataset, "experiment": imp.experiment, "profile": profile,
-              "config_text": operative_config(imp, train), "trials": imp.trials, "recipe_dataset": recipe_dataset}
-    return _run(Outcome, lambda: Experiment(imp, train, root=resolve_path(root), device=device), train, common)
-
-
-def _run(outcome_type, make_experiment, train, common: dict):
-    """Build and run the experiment; a missing data set gives an outcome that says so instead."""
-    from lth.results import analysis
+def run(recipe: str, profile: str, bindings: str | Sequence[str] = (), root: str | Path = "runs",
+        device: str = "auto", kind: str | None = None) -> Outcome:
+    """Load the recipe, profile and bindings, then run the experiment through the one runner
+    (finished jobs are reused from the store, so notebooks sharing an experiment compute it once).
+    ``kind``: the kind the notebook is about ('imp', 'pai', ...): a recipe of another kind raises
+    `lth.config.ConfigError` naming both kinds. Before training: the device is checked and its
+    description printed (one line), the store folder checked writable (ValueError naming it). A
+    missing data set is not an error here: the Outcome says so, and the notebook reports it."""
+    from lth.checks import check_device, check_writable
+    from lth.config import load_recipe
     from lth.data import DatasetNotFound
+    from lth.experiments.runner import Runner
 
+    loaded = load_recipe(recipe, profile=profile, bindings=as_bindings(bindings), kind=kind)
+    chosen, description = check_device(device)
+    print(description)
+    check_writable(resolve_path(root))
     try:
-        experiment = make_experiment()
+        runner = Runner(loaded.spec, loaded.config, loaded.trains, root=resolve_path(root), device=chosen,
+                        profile=profile)
     except DatasetNotFound as missing:
-        empty = pd.DataFrame()
-        return outcome_type(ran=False, reason=str(missing), metrics=empty, networks=analysis.per_network(empty),
-                            run_path=None, iterations=train.iterations, **common)
-    metrics = experiment.run_all()
-    return outcome_type(ran=True, reason="", metrics=metrics, networks=analysis.per_network(metrics),
-                        run_path=experiment.run.path, iterations=experiment.steps.total, **common)
+        first = loaded.trains[loaded.spec.roles[0]]
+        return Outcome.of(loaded, ran=False, reason=str(missing), metrics=pd.DataFrame(), run_path=None,
+                          iterations=first.iterations)
+    result = runner.run()
+    return Outcome.of(loaded, ran=True, metrics=result.metrics, run_path=runner.run_dir.path,
+                      iterations=runner.steps.total, details=result.outputs.get("solve"))
 
 
 def level_tables(outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
@@ -155,46 +246,7 @@ def save_table(table: pd.DataFrame, folder: str | Path, name: str) -> Path:
     return path
 
 
-# ---- pruning at initialisation and IMP rewinding (notebooks/pai_*.py) ---------------------------
-
-@dataclass
-class PaiOutcome(Outcome):
-    """A pruning-at-init experiment as a notebook sees it (control = the method)."""
-    methods: tuple = ()
-    densities: tuple = ()
-
-    def describe(self) -> str:
-        if not self.ran:
-            return super().describe()
-        from lth.results.figures import label
-        extra = sorted(set(self.networks.control) - set(self.methods))
-        note = ("" if self.profile == "paper" else
-                " The **smoke** profile only exercises the code: its numbers measure nothing." if self.profile == "smoke"
-                else f" The **{self.profile}** profile is smaller than the paper's protocol: its numbers indicate, "
-                     "they do not settle.")
-        return (f"**Ran `{self.experiment}`** on {self.dataset_name}, {self.profile} profile: {self.trials} "
-                f"trial{'s' * (self.trials != 1)}, {_count(self.iterations)} iterations per run, methods "
-                f"{', '.join(label(m) for m in self.methods)}"
-                + (f" (and, from earlier runs in the store, {', '.join(label(m) for m in extra)})" if extra else "")
-                + f", at {', '.join(f'{100 * d:g}%' for d in self.densities)} of weights remaining. "
-                f"Results in `{self.run_path}`.{note}")
-
-
-def run_pai_experiment(config: str, profile: str, bindings: str | Sequence[str] = (), root: str | Path = "runs",
-                       device: str = "auto") -> PaiOutcome:
-    """`run_experiment` for a pruning-at-init recipe (one that binds PaiConfig)."""
-    from lth.config import load
-    from lth.experiments.pai import PaiExperiment, configs, operative_config
-
-    load([config])  # the recipe's own data set: the smoke profile swaps in synthetic data
-    recipe_dataset = configs()[0].dataset
-    load([config], profile=profile, bindings=as_bindings(bindings))
-    pai, train = configs()
-    common = {"dataset": pai.dataset, "experiment": pai.experiment, "profile": profile,
-              "config_text": operative_config(pai, train), "trials": pai.trials, "recipe_dataset": recipe_dataset,
-              "methods": tuple(pai.methods), "densities": tuple(pai.densities)}
-    return _run(PaiOutcome, lambda: PaiExperiment(pai, train, root=resolve_path(root), device=device), train, common)
-
+# ---- IMP rewinding (notebooks/pai_*.py) ----------------------------------------------------
 
 # open_lth's rewinding default; LMC finds IMP subnetworks of ResNet-20 stable when rewound to iteration 500.
 PREFERRED_REWIND_ITERATION = 500
@@ -204,19 +256,17 @@ def rewind_iteration(config: str, profile: str, bindings: str | Sequence[str] = 
                      preferred: int = PREFERRED_REWIND_ITERATION) -> int:
     """Iteration k to rewind to: ``preferred``, or a quarter of the run where the run is shorter
     (the smoke profile), since k must fall inside the training schedule."""
-    from lth.config import load
+    from lth.config import load_recipe
     from lth.data import load_splits, steps_per_epoch
-    from lth.experiments.imp import ImpConfig
     from lth.train.schedules import parse_steps
-    from lth.train.loop import TrainConfig
 
-    load([config], profile=profile, bindings=as_bindings(bindings))
-    train = TrainConfig()
+    loaded = load_recipe(config, profile=profile, bindings=as_bindings(bindings), kind="imp")
+    train = loaded.trains[""]
     iterations = train.iterations
     if isinstance(iterations, int) or str(iterations).strip().endswith("it"):
         total = parse_steps(iterations, 1)
     else:  # epochs: the length depends on the data set's size
-        total = parse_steps(iterations, steps_per_epoch(len(load_splits(ImpConfig().dataset).train), train.batch_size))
+        total = parse_steps(iterations, steps_per_epoch(len(load_splits(loaded.config.dataset).train), train.batch_size))
     return min(preferred, total // 4)
 
 
@@ -226,8 +276,10 @@ def run_rewinding(config: str, profile: str, bindings: str | Sequence[str] = (),
     (the final weights retrained on the schedule replayed from k: the same retraining length as
     weight rewinding), controls off, at ``densities`` (the recipe's ladder if empty). Returns the
     outcomes by variant name and k."""
+    from lth.config import binds_other_kind
+    bindings = [b for b in as_bindings(bindings) if not binds_other_kind(b, "imp")]  # e.g. the PaI notebook's
     k = rewind_iteration(config, profile, bindings)
-    common = [*as_bindings(bindings), "ImpConfig.controls = ()"]
+    common = [*bindings, "ImpConfig.controls = ()"]
     if densities:
         common.append(f"ImpConfig.densities = {tuple(float(d) for d in densities)!r}")
     variants = {
@@ -235,5 +287,5 @@ def run_rewinding(config: str, profile: str, bindings: str | Sequence[str] = (),
         "imp_weights": ["ImpConfig.rewind = 'weights'", f"ImpConfig.rewind_iteration = '{k}it'"],
         "imp_lr": ["ImpConfig.rewind = 'lr'", f"ImpConfig.rewind_iteration = '{k}it'"],
     }
-    return {name: run_experiment(config, profile, [*common, *extra], root=root, device=device)
+    return {name: run(config, profile, [*common, *extra], root=root, device=device, kind="imp")
             for name, extra in variants.items()}, k

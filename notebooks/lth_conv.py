@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -31,9 +31,9 @@ from IPython.display import Markdown, display
 
 from lth.results import claims
 from lth.results import figures
-from lth.notebook import level_tables, output_folder, run_experiment, save_table
+from lth.notebook import level_tables, output_folder, run, save_table
 
-outcomes = {name: run_experiment(name, profile, bindings, root=root, device=device)
+outcomes = {name: run(name, profile, bindings, root=root, device=device, kind="imp")
             for name in ([config] if config else configs)}
 folder = output_folder(output_dir, "lth_conv", profile)
 for outcome in outcomes.values():
@@ -70,6 +70,7 @@ levels
 # %%
 reasons = {o.experiment: o.reason for o in outcomes.values()}
 wanted = {o.experiment for o in outcomes.values()}
-verdicts = claims.evaluate([c for c in claims.CONV if c.experiment in wanted], ran, reason=reasons, context=context)
+verdicts = claims.evaluate([c for c in claims.CONV if c.experiment in wanted], ran, reason=reasons, context=context,
+                           profile=profile, dataset={o.experiment: o.dataset for o in outcomes.values()})
 save_table(verdicts, folder, "claims")
 verdicts

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -28,11 +28,11 @@ densities = [100, 51.3, 21.1, 7.0, 3.6]  # percent of weights remaining to draw 
 # %%
 from IPython.display import Markdown, display
 
-from lth.results import claims
+from lth.results import analysis, claims
 from lth.results import figures
-from lth.notebook import output_folder, run_experiment, save_table
+from lth.notebook import output_folder, run, save_table
 
-outcome = run_experiment(config, profile, bindings, root=root, device=device)
+outcome = run(config, profile, bindings, root=root, device=device, kind="imp")
 folder = output_folder(output_dir, "lth_lenet_curves", profile)
 outcome.save_provenance(folder)
 display(Markdown(outcome.describe()))
@@ -52,9 +52,14 @@ if outcome.ran:
 # %% [markdown]
 # ## The paper's claims, judged on our results
 #
-# The paper reads learning speed off these curves; we measure it as the early-stop iteration.
+# The paper reads learning speed off these curves, and so do we: the first evaluation at which the
+# tickets reach a fixed test accuracy (97.5% for 51.3% vs the dense net, whose curve levels off just
+# above 98%; 98% for 21.1% vs 51.3%), per trial, not the noisy early-stop iteration.
 
 # %%
-verdicts = claims.evaluate(claims.LENET_CURVES, outcome.networks, reason=outcome.reason, context=outcome.context)
+speeds = analysis.with_iterations_to(outcome.networks, outcome.metrics,
+                                     [claims.lenet.FIG3_DENSE_ACCURACY, claims.lenet.FIG3_TICKET_ACCURACY])
+verdicts = claims.evaluate(claims.LENET_CURVES, speeds, reason=outcome.reason, context=outcome.context,
+                           profile=outcome.profile, dataset=outcome.dataset)
 save_table(verdicts, folder, "claims")
 verdicts

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,9 +30,9 @@ from IPython.display import Markdown, display
 from lth.results import claims
 from lth.results import figures
 from lth.results.analysis import level_table
-from lth.notebook import output_folder, run_experiment, save_table
+from lth.notebook import output_folder, run, save_table
 
-outcome = run_experiment(config, profile, bindings, root=root, device=device)
+outcome = run(config, profile, bindings, root=root, device=device, kind="imp")
 folder = output_folder(output_dir, "lth_lenet_iterative", profile)
 outcome.save_provenance(folder)
 display(Markdown(outcome.describe()))
@@ -68,6 +68,7 @@ levels
 # ## The paper's claims, judged on our results
 
 # %%
-verdicts = claims.evaluate(claims.LENET_ITERATIVE, outcome.networks, reason=outcome.reason, context=outcome.context)
+verdicts = claims.evaluate(claims.LENET_ITERATIVE, outcome.networks, reason=outcome.reason, context=outcome.context,
+                           profile=outcome.profile, dataset=outcome.dataset)
 save_table(verdicts, folder, "claims")
 verdicts

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,10 +30,10 @@ from IPython.display import Markdown, display
 
 from lth.results import claims
 from lth.results import figures
-from lth.notebook import ONE_SHOT, as_bindings, level_tables, output_folder, run_experiment, save_table
+from lth.notebook import ONE_SHOT, as_bindings, level_tables, output_folder, run, save_table
 
-outcomes = {"iterative": run_experiment(config, profile, bindings, root=root, device=device),
-            "one_shot": run_experiment(config, profile, [*as_bindings(bindings), ONE_SHOT], root=root, device=device)}
+outcomes = {"iterative": run(config, profile, bindings, root=root, device=device, kind="imp"),
+            "one_shot": run(config, profile, [*as_bindings(bindings), ONE_SHOT], root=root, device=device, kind="imp")}
 folder = output_folder(output_dir, "lth_lenet_oneshot", profile)
 for outcome in outcomes.values():
     outcome.save_provenance(folder)
@@ -64,6 +64,7 @@ levels
 
 # %%
 reason = " ".join(o.reason for o in outcomes.values())  # empty when both ran
-verdicts = claims.evaluate(claims.LENET_ONE_SHOT, networks, reason=reason, context=outcomes["iterative"].context)
+verdicts = claims.evaluate(claims.LENET_ONE_SHOT, networks, reason=reason, context=outcomes["iterative"].context,
+                           profile=profile, dataset=outcomes["iterative"].dataset)
 save_table(verdicts, folder, "claims")
 verdicts

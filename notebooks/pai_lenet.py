@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -37,10 +37,10 @@ from IPython.display import Markdown, display
 from lth.results import claims
 from lth.results import figures
 from lth.results.analysis import level_table
-from lth.notebook import level_tables, output_folder, run_pai_experiment, run_rewinding, save_table
-from lth.experiments.pai import layer_table
+from lth.notebook import level_tables, output_folder, run, run_rewinding, save_table
+from lth.results.pai import layer_table
 
-outcome = run_pai_experiment(config, profile, bindings, root=root, device=device)
+outcome = run(config, profile, bindings, root=root, device=device, kind="pai")
 folder = output_folder(output_dir, "pai_lenet", profile)
 outcome.save_provenance(folder)
 display(Markdown(outcome.describe()))
@@ -90,6 +90,7 @@ rewind_levels
 # ## SNIP's claims (Table 1), judged on our results
 
 # %%
-verdicts = claims.evaluate(claims.SNIP_LENET300, outcome.networks, reason=outcome.reason, context=outcome.context)
+verdicts = claims.evaluate(claims.SNIP_LENET300, outcome.networks, reason=outcome.reason, context=outcome.context,
+                           profile=outcome.profile, dataset=outcome.dataset)
 save_table(verdicts, folder, "claims")
 verdicts

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -40,10 +40,10 @@ from IPython.display import Markdown, display
 from lth.results import claims
 from lth.results import figures
 from lth.notebook import output_folder, save_table
-from lth.experiments.subsetsum import (claims_frame, layer_table, run_subsetsum, subsetsum_figure, summary_table,
-                                      worst_weights)
+from lth.notebook import run
+from lth.results.subsetsum import claims_frame, layer_table, subsetsum_figure, summary_table, worst_weights
 
-outcome = run_subsetsum(config, profile, bindings, root=root, device=device)
+outcome = run(config, profile, bindings, root=root, device=device, kind="subsetsum")
 folder = output_folder(output_dir, "pensia_subsetsum", profile)
 outcome.save_provenance(folder)
 display(Markdown(outcome.describe()))
@@ -104,6 +104,7 @@ if outcome.ran:
 
 # %%
 verdicts = claims.evaluate(claims.PENSIA_SUBSETSUM, claims_frame(outcome), reason=outcome.reason,
-                           context=outcome.context)
+                           context=outcome.context,
+                           profile=outcome.profile, dataset=outcome.dataset)
 save_table(verdicts, folder, "claims")
 verdicts

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -32,10 +32,11 @@ from IPython.display import Markdown, display
 
 from lth.results import claims
 from lth.results import figures
-from lth.experiments import strong
+from lth.notebook import run
+from lth.results import strong
 from lth.notebook import output_folder, save_table
 
-outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)
+outcome = run(config, profile, bindings, root=root, device=device, kind="gem_miner")
 folder = output_folder(output_dir, "strong_gem_miner", profile)
 outcome.save_provenance(folder)
 display(Markdown(outcome.describe()))
@@ -70,6 +71,7 @@ outcome.networks
 # ## The paper's claims (Table 2's sanity checks), judged on our results
 
 # %%
-verdicts = claims.evaluate(claims.STRONG_GEM_MINER, outcome.networks, reason=outcome.reason, context=outcome.context)
+verdicts = claims.evaluate(claims.STRONG_GEM_MINER, outcome.networks, reason=outcome.reason, context=outcome.context,
+                           profile=outcome.profile, dataset=outcome.dataset)
 save_table(verdicts, folder, "claims")
 verdicts

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,10 +30,11 @@ from IPython.display import Markdown, display
 
 from lth.results import claims
 from lth.results import figures
-from lth.experiments import strong
+from lth.notebook import run
+from lth.results import strong
 from lth.notebook import output_folder, save_table
 
-outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)
+outcome = run(config, profile, bindings, root=root, device=device, kind="pensia")
 folder = output_folder(output_dir, "strong_pensia_redundant", profile)
 outcome.save_provenance(folder)
 networks = strong.with_remaining(outcome.networks, outcome.metrics) if outcome.ran else outcome.networks
@@ -77,6 +78,7 @@ table
 # ## The paper's figure read-outs, judged on our results
 
 # %%
-verdicts = claims.evaluate(claims.STRONG_PENSIA, networks, reason=outcome.reason, context=outcome.context)
+verdicts = claims.evaluate(claims.STRONG_PENSIA, networks, reason=outcome.reason, context=outcome.context,
+                           profile=outcome.profile, dataset=outcome.dataset)
 save_table(verdicts, folder, "claims")
 verdicts

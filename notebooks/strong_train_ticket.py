@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,10 +30,11 @@ from IPython.display import Markdown, display
 
 from lth.results import claims
 from lth.results import figures
-from lth.experiments import strong
+from lth.notebook import run
+from lth.results import strong
 from lth.notebook import output_folder, save_table
 
-outcome = strong.run_strong_experiment(config, profile, bindings, root=root, device=device)
+outcome = run(config, profile, bindings, root=root, device=device, kind="train_ticket")
 folder = output_folder(output_dir, "strong_train_ticket", profile)
 outcome.save_provenance(folder)
 display(Markdown(outcome.describe()))
@@ -44,7 +45,7 @@ display(Markdown(outcome.describe()))
 # %%
 title = f"train_ticket: gated random weights vs normal training\n{outcome.context}"
 if outcome.ran:
-    fig = strong.curves_figure(outcome.metrics, title)
+    fig = strong.epoch_curves_figure(outcome.metrics, title)
 else:
     fig = figures.not_run_figure(title, [outcome.headline])
 figures.save(fig, folder, "train_ticket_curves")
@@ -70,6 +71,7 @@ table
 # ## train_ticket's README claims, judged on our results
 
 # %%
-verdicts = claims.evaluate(claims.STRONG_TRAIN_TICKET, networks, reason=outcome.reason, context=outcome.context)
+verdicts = claims.evaluate(claims.STRONG_TRAIN_TICKET, networks, reason=outcome.reason, context=outcome.context,
+                           profile=outcome.profile, dataset=outcome.dataset)
 save_table(verdicts, folder, "claims")
 verdicts

@@ -11,14 +11,16 @@ import pytest
 from lth import config
 from lth.experiments.imp import ImpConfig
 from lth.store import find_runs
-from lth.train.loop import TrainConfig
+from lth.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
+KEYS = ["experiment", "trial", "level", "control", "replicate", "iteration", "split", "metric"]
 
 
 def test_lenet_recipe_is_the_papers_protocol():
-    config.load(["lth_lenet300"])
-    imp, train = ImpConfig(), TrainConfig()
+    recipe = config.load_recipe("lth_lenet300")
+    imp, train = recipe.config, recipe.trains[""]
+    assert recipe.kind == "imp" and type(imp) is ImpConfig and type(train) is TrainConfig
     assert (imp.model, imp.dataset, imp.trials, imp.reinits) == ("lenet300", "mnist", 5, 3)
     assert imp.rates == {"fc": 0.2, "output": 0.1} and imp.scope == "layerwise" and imp.rewind == "init"
     assert (train.optimizer, train.lr, train.batch_size, train.iterations, train.eval_every) == \
@@ -27,14 +29,14 @@ def test_lenet_recipe_is_the_papers_protocol():
 
 @pytest.mark.parametrize("recipe", ["lth_conv2", "lth_conv4", "lth_conv6"])
 def test_conv_recipes_load(recipe):
-    config.load([recipe], profile="smoke")
-    assert ImpConfig().model == recipe.split("_")[1]
-    assert TrainConfig().iterations == "40it"  # the profile wins over the recipe
+    loaded = config.load_recipe(recipe, profile="smoke")
+    assert loaded.config.model == recipe.split("_")[1]
+    assert loaded.trains[""].iterations == "40it"  # the profile wins over the recipe
 
 
 def test_bindings_override_profiles():
-    config.load(["lth_lenet300"], profile="quick", bindings=["ImpConfig.trials = 7"])
-    assert ImpConfig().trials == 7 and ImpConfig().levels == 9
+    loaded = config.load_recipe("lth_lenet300", profile="quick", bindings=["ImpConfig.trials = 7"])
+    assert loaded.config.trials == 7 and loaded.config.levels == 9
 
 
 @pytest.mark.parametrize("binding,named", [
@@ -57,7 +59,8 @@ def test_unknown_recipe_and_profile_list_valid_ones():
 
 def lth_cli(*args, cwd, **env):
     return subprocess.run([sys.executable, "-m", "lth", *args], cwd=cwd, capture_output=True, text=True,
-                          env={"LTH_QUIET": "1", "PATH": "/usr/bin:/bin", **env}, timeout=300)
+                          env={"LTH_QUIET": "1", "PATH": "/usr/bin:/bin",
+                               **{k: v for k, v in os.environ.items() if k == "LTH_DATA"}, **env}, timeout=300)
 
 
 def test_cli_runs_lenet_imp_on_real_mnist_then_skips_on_rerun(tmp_path):
@@ -121,8 +124,17 @@ def test_torchrun_data_parallel_equals_one_process(tmp_path):
     read = lambda root: pd.concat(map(pd.read_csv, sorted((find_runs(root, "lth_lenet300")[0].path / "metrics").glob("*.csv"))))
     one, two = read(tmp_path / "one"), read(tmp_path / "two")
     assert len(one) == len(two) > 0
-    # Two half-batch means averaged equal the batch mean up to float rounding.
-    assert (one.value.to_numpy() - two.value.to_numpy()).__abs__().max() < 1e-4
+    assert (one[KEYS].to_numpy() == two[KEYS].to_numpy()).all()
+    # Two half-batch means averaged equal the batch mean up to float rounding, but 40 Adam steps carry
+    # that rounding forward (Adam divides by sqrt(v), so tiny gradient differences do not stay tiny):
+    # measured on 2 CPU cores, losses differ by up to 1.4e-3 relative and val accuracy by 1.5
+    # percentage points. Bounds: every loss within 5e-3 relative; an accuracy, which moves in steps of
+    # 1/N when a prediction near a tie flips, within 2.5 percentage points.
+    accuracy = one.metric.to_numpy() == "accuracy"
+    difference = (one.value.to_numpy() - two.value.to_numpy()).__abs__()
+    scale = one.value.abs().clip(lower=1).to_numpy()
+    assert (difference[~accuracy] <= 5e-3 * scale[~accuracy]).all(), one[~accuracy][difference[~accuracy] > 5e-3]
+    assert (difference[accuracy] <= 0.025).all(), one[accuracy][difference[accuracy] > 0.025]
 
 
 def test_data_parallel_batch_must_split_evenly(tmp_path):

@@ -121,10 +121,14 @@ def _corrupt(path, how):
 def test_corrupt_checkpoint_names_the_file(tmp_path, how):
     run = RunDir(tmp_path, "imp", CONFIG)
     path = run.save_checkpoint("level_1", {"w": torch.randn(64, 64)})
+    run.mark_done("level_1")
     _corrupt(path, how)
-    with pytest.raises(CorruptCheckpoint, match="delete this file") as err:
+    with pytest.raises(CorruptCheckpoint, match="set it aside as level_1.pt.corrupt.*removed the done marker level_1") as err:
         run.load_checkpoint("level_1")
     assert str(path) in str(err.value)
+    # the advice works: the file is out of the way and the job is no longer done, so a rerun recomputes it
+    assert not path.exists() and path.with_name("level_1.pt.corrupt").exists()
+    assert not run.is_done("level_1") and run.load_checkpoint("level_1") is None
 
 
 def test_checkpoint_refuses_unsafe_and_non_dict_contents(tmp_path):

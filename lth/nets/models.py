@@ -43,19 +43,27 @@ class BatchNorm2d(nn.BatchNorm2d):
 # --------------------------------------------------------------------------- fully connected
 
 
+def _linears(sizes: Sequence[int], bias: bool) -> nn.ModuleList:
+    """Linear layers sizes[0] -> sizes[1] -> ... -> sizes[-1], created (and so initialised) in order."""
+    return nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def _classify(layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """(B, F) features through Linear+ReLU per hidden layer, then the last Linear: (B, classes) logits."""
+    for layer in layers[:-1]:
+        x = F.relu(layer(x))
+    return layers[-1](x)
+
+
 class FC(nn.Module):
     """Input flattened, then Linear+ReLU per hidden width, then a Linear output layer."""
 
     def __init__(self, in_features: int, widths: Sequence[int], num_classes: int, bias: bool = True):
         super().__init__()
-        sizes = [in_features, *widths, num_classes]
-        self.fc = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.fc = _linears([in_features, *widths, num_classes], bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)
-        for layer in self.fc[:-1]:
-            x = F.relu(layer(x))
-        return self.fc[-1](x)
+        return _classify(self.fc, x.flatten(1))
 
 
 # --------------------------------------------------------------------------- LeNet-5 variants
@@ -76,12 +84,7 @@ class LeNet5(nn.Module):
             nn.Conv2d(c, 6, 5, padding=pad, bias=bias),
             nn.Conv2d(6, 16, 5, bias=bias),
         ])
-        flat = _conv_out_flat(input_shape, self._features)
-        self.fc = nn.ModuleList([
-            nn.Linear(flat, 120, bias=bias),
-            nn.Linear(120, 84, bias=bias),
-            nn.Linear(84, num_classes, bias=bias),
-        ])
+        self.fc = _linears([_conv_out_flat(input_shape, self._features), 120, 84, num_classes], bias)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.conv:
@@ -89,10 +92,7 @@ class LeNet5(nn.Module):
         return x.flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._features(x)
-        x = F.relu(self.fc[0](x))
-        x = F.relu(self.fc[1](x))
-        return self.fc[2](x)
+        return _classify(self.fc, self._features(x))
 
 
 class LeNet5Caffe(nn.Module):
@@ -105,8 +105,7 @@ class LeNet5Caffe(nn.Module):
         super().__init__()
         c = input_shape[0]
         self.conv = nn.ModuleList([nn.Conv2d(c, 20, 5, bias=bias), nn.Conv2d(20, 50, 5, bias=bias)])
-        flat = _conv_out_flat(input_shape, self._features)
-        self.fc = nn.ModuleList([nn.Linear(flat, 500, bias=bias), nn.Linear(500, num_classes, bias=bias)])
+        self.fc = _linears([_conv_out_flat(input_shape, self._features), 500, num_classes], bias)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.conv:
@@ -114,7 +113,7 @@ class LeNet5Caffe(nn.Module):
         return x.flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc[1](F.relu(self.fc[0](self._features(x))))
+        return _classify(self.fc, self._features(x))
 
 
 # --------------------------------------------------------------------------- Conv-2/4/6 (Frankle & Carbin)
@@ -134,12 +133,7 @@ class ConvNet(nn.Module):
         self.conv = nn.ModuleList(
             nn.Conv2d(a, b, 3, padding=1, bias=bias) for a, b in zip(channels[:-1], channels[1:])
         )
-        flat = _conv_out_flat(input_shape, self._features)
-        self.fc = nn.ModuleList([
-            nn.Linear(flat, 256, bias=bias),
-            nn.Linear(256, 256, bias=bias),
-            nn.Linear(256, num_classes, bias=bias),
-        ])
+        self.fc = _linears([_conv_out_flat(input_shape, self._features), 256, 256, num_classes], bias)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         for i, conv in enumerate(self.conv):
@@ -149,10 +143,7 @@ class ConvNet(nn.Module):
         return x.flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._features(x)
-        x = F.relu(self.fc[0](x))
-        x = F.relu(self.fc[1](x))
-        return self.fc[2](x)
+        return _classify(self.fc, self._features(x))
 
 
 # --------------------------------------------------------------------------- CIFAR ResNets

@@ -8,8 +8,13 @@ stack of one (M=1), never a second code path.
 The one mask mechanism for fixed masks (IMP, random, pruning at init): a network computes
 with ``weight * mask``. The product is kept in storage: weights are zeroed wherever a mask is
 set, and gradients are multiplied by the mask after every backward pass (exactly the gradient
-of ``weight * mask``), so Adam, momentum and weight decay leave pruned weights at exactly zero.
-Storing the product saves a multiply per weight in every forward and backward pass.
+of ``weight * mask``). Storing the product saves a multiply per weight in every forward and
+backward pass. Pruned weights stay exactly zero under Adam, momentum and weight decay because
+the optimiser's per-weight state (momentum buffers, Adam moments) is zero there too: a mask set
+while an optimiser has state (a callback pruning mid-training) zeroes that state at the pruned
+positions in every optimiser the stack `track`s (``lth.train`` tracks the one it makes).
+Masks are updated in place, never replaced, so a training step captured as a CUDA graph reads
+the new masks; `density` refuses to report a mask that its weights do not follow.
 
 Stacked linear weights (M, out, in) are stored in (M, in, out) memory order: the batched matmul's
 backward computes their gradient in that order, and autograd copies a gradient whose strides
@@ -19,6 +24,7 @@ differ from its parameter's (on an H100 that copy was ~15% of a stacked LeNet st
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Callable, Sequence
 
 import torch
@@ -28,13 +34,24 @@ from torch.func import functional_call, stack_module_state, vmap
 from lth.nets.models import prunable_weights
 
 
+class MaskViolation(AssertionError):
+    """A weight is non-zero where its mask is 0 (the mask no longer describes the network)."""
+
+
 class NetworkStack:
+    """M networks of one architecture (``template``) as stacked tensors.
+
+    ``params``: name -> (M, *shape) trained tensors; ``buffers``: name -> (M, *shape) state that
+    is not trained (BatchNorm statistics); ``masks``: prunable weight name (``kinds``) -> (M, *shape)
+    0/1 mask in the weight's dtype and layout, all ones when not given."""
+
     def __init__(self, template: nn.Module, params: dict[str, torch.Tensor],
                  buffers: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None):
         self.template = template
         self.params = {name: _in_gradient_layout(p) for name, p in params.items()}
         self.buffers = buffers
         self.kinds = prunable_weights(template)
+        self._optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
         if masks is None:
             masks = {name: torch.ones_like(params[name]) for name in self.kinds}
         self.masks: dict[str, torch.Tensor] = {}
@@ -98,7 +115,19 @@ class NetworkStack:
         return cls(template, params, cat("buffers"), cat("masks"))
 
     # ---- masks ------------------------------------------------------------------------
+    def track(self, optimizer: torch.optim.Optimizer) -> None:
+        """From now on `set_masks` also zeroes ``optimizer``'s per-weight state (every state tensor of a
+        weight's shape: momentum buffers, Adam moments) where a mask is 0, in place. Held weakly."""
+        self._optimizers.add(optimizer)
+
     def set_masks(self, masks: dict[str, torch.Tensor]) -> None:
+        """Prune: for each prunable weight named in ``masks`` ((M, *weight shape), 0/1, any dtype),
+        zero the weights where the mask is 0 and keep them at zero from then on.
+
+        Safe at any time, also mid-training: the stack's mask tensors are updated in place (a
+        captured training step sees the new masks), and the state of every tracked optimiser is
+        zeroed at the masked positions, so no momentum or moment moves a pruned weight again.
+        Raises KeyError for a name that is not a prunable weight, ValueError for a wrong shape."""
         unknown = set(masks) - set(self.kinds)
         if unknown:
             raise KeyError(f"masks for non-prunable parameters {sorted(unknown)}; "
@@ -109,18 +138,39 @@ class NetworkStack:
                 if mask.shape != param.shape:
                     raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, "
                                      f"weights have {tuple(param.shape)}")
-                # the parameter's layout, so masking its gradient stays one multi-tensor kernel
-                mask = torch.empty_like(param, requires_grad=False).copy_(mask)
-                self.masks[name] = mask
-                param.mul_(mask)
+                mine = self.masks.get(name)
+                if (mine is None or mine.device != param.device or mine.dtype != param.dtype
+                        or mine.stride() != param.stride()):
+                    # the parameter's layout, so masking its gradient stays one multi-tensor kernel
+                    mine = self.masks[name] = torch.empty_like(param, requires_grad=False)
+                if mine is not mask:
+                    mine.copy_(mask)
+                param.mul_(mine)
+                for optimizer in self._optimizers:
+                    for value in optimizer.state.get(param, {}).values():
+                        if torch.is_tensor(value) and value.shape == param.shape:
+                            value.mul_(mine)
 
     def density(self) -> torch.Tensor:
-        """(M,) fraction of prunable weights kept, per network."""
+        """(M,) fraction of prunable weights kept, per network: the masks' count, which is what is
+        non-zero (raises MaskViolation, naming the layer, if any weight is non-zero where its mask is
+        0). A kept weight that happens to be exactly zero still counts as kept."""
+        self.check_masks()
         kept = sum(m.flatten(1).sum(1) for m in self.masks.values())
         total = sum(m[0].numel() for m in self.masks.values())
         return kept / total
 
+    def check_masks(self) -> None:
+        """Raise MaskViolation unless every weight is exactly zero where its mask is 0."""
+        for name, mask in self.masks.items():
+            stray = int(((self.params[name].detach() != 0) & (mask == 0)).sum())
+            if stray:
+                raise MaskViolation(f"{name}: {stray} weights are non-zero where the mask is 0; the mask "
+                                    "no longer describes the networks (set masks with set_masks)")
+
     def layer_densities(self) -> dict[str, torch.Tensor]:
+        """Prunable weight name -> (M,) fraction kept in that layer (checked as `density`)."""
+        self.check_masks()
         return {name: m.flatten(1).mean(1) for name, m in self.masks.items()}
 
     # ---- compute ----------------------------------------------------------------------

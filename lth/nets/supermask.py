@@ -11,25 +11,26 @@ mask's gradient passed unchanged to the scores). The mask rules:
 - ``threshold`` (Gem-Miner, Sreenivasan et al.): scores bounded in [0, 1], mask = 1[score >= 0.5].
 - ``sign`` (train_ticket's gates): mask = 1[gate > 0], gates start at 1 (every weight on).
 
-Every rule is multiplied by a ``keep`` buffer: Gem-Miner's iterative freezing sets it to 0 for
-the scores it zeroes for good. `to_supermask` turns the Linear/Conv2d layers of any model into
+Every rule is multiplied by a ``keep`` buffer: Gem-Miner's iterative freezing
+(`lth.nets.freezing`) sets it to 0 for the scores it zeroes for good. `to_supermask` turns the Linear/Conv2d layers of any model into
 supermask layers (or frozen dense ones); `SupermaskStack` is a NetworkStack of such models: the
 scores are its trained params, weights and masks' buffers are stacked per network, and
-``lth.train.loop.train`` trains it unchanged.
+``lth.train.loop.train`` trains it unchanged. `lth.nets.controls` turns its masks into fixed
+masks for fine-tuning, with the sanity-check controls.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import vmap
 
-from lth.prune import targets as pruning
 from lth.data import derive_seed
+from lth.nets.counts import keep_count, top_k_mask, validate_density
 from lth.nets.stack import NetworkStack
 
 MASK_RULES = ("top_k", "threshold", "sign")
@@ -37,6 +38,10 @@ WEIGHT_INITS = ("signed_constant", "kaiming_normal")
 SCORE_INITS = ("kaiming_uniform", "uniform", "ones")
 DEFAULT_SCORE_INIT = {"top_k": "kaiming_uniform", "threshold": "uniform", "sign": "ones"}
 THRESHOLD = 0.5  # Gem-Miner: a weight is kept while its score is at least this
+# Rules whose layers train their biases beside the scores: train_ticket's gates do. Under edge-popup
+# (top_k) and Gem-Miner (threshold) only scores train: their biases are frozen buffers (as zero as
+# conversion makes them), just as affine BatchNorm parameters are removed.
+RULES_TRAINING_BIASES = ("sign",)
 
 
 def _check(value: str, valid: Sequence[str], what: str) -> str:
@@ -53,15 +58,11 @@ def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
 
 
 def top_k_hard(magnitude: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """1 for the ``kept`` entries of largest ``magnitude``, exactly that many (ties broken by
-    position). Ranks instead of a threshold value: ``kept`` may differ per network under vmap, and
-    ties cannot change the count."""
-    flat = magnitude.reshape(-1)
-    n = flat.numel()
-    order = flat.argsort(stable=True)
-    positions = torch.arange(n, device=flat.device).expand_as(order)
-    rank = torch.empty_like(order).scatter(0, order, positions)
-    return (rank >= n - kept).to(magnitude.dtype).reshape(magnitude.shape)
+    """1 for the ``kept`` entries of largest ``magnitude`` (any shape; ``kept`` a 0-d int tensor or
+    int), exactly that many, ties broken by position (`lth.nets.counts.top_k_mask`), in
+    ``magnitude``'s dtype and shape. Ranks instead of a threshold value: ``kept`` may differ per
+    network under vmap, and ties cannot change the count."""
+    return top_k_mask(magnitude.reshape(1, -1), kept).to(magnitude.dtype).reshape(magnitude.shape)
 
 
 def hard_mask(rule: str, scores: torch.Tensor, kept: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
@@ -133,9 +134,9 @@ class SupermaskLayer(nn.Module):
                 self.register_buffer("kept", torch.tensor(int(kept), dtype=torch.int64))
         if bias is None:
             self.bias = None
-        elif rule is not None:  # train_ticket trains the biases of its gated layers
+        elif rule in RULES_TRAINING_BIASES:  # train_ticket trains the biases of its gated layers
             self.bias = nn.Parameter(bias)
-        else:  # a frozen layer freezes its bias too
+        else:  # edge-popup and Gem-Miner train scores only; a frozen layer freezes its bias too
             self.register_buffer("bias", bias)
 
     def masked_weight(self) -> torch.Tensor:
@@ -201,11 +202,14 @@ def to_supermask(model: nn.Module, *, rule: str, seed: int, density: float = 1.0
 
     ``scored(name)`` picks the layers that get scores (default: all); ``frozen(name)`` those kept
     as frozen dense layers (weights seeded, never trained); the rest stay ordinary trainable layers.
-    Weights and scores are drawn from ``derive_seed(seed, layer name)``. ``density`` sets top-k's
-    per-layer count. ``redundancy`` = r > 0 turns every scored Linear into a RedLinear (Pensia).
-    Affine BatchNorm becomes non-affine (edge-popup and Gem-Miner train no BN parameters)."""
+    Weights and scores are drawn from ``derive_seed(seed, layer name)``. ``density`` in (0, 1] sets
+    top-k's per-layer count. ``redundancy`` = r > 0 turns every scored Linear into a RedLinear (Pensia).
+    A converted layer's bias starts at zero; it trains only under the 'sign' rule (train_ticket),
+    under 'top_k' and 'threshold' it is a frozen buffer, so only scores train. Affine BatchNorm
+    becomes non-affine (edge-popup and Gem-Miner train no BN parameters).
+    Raises ValueError for an unknown rule, weight init or score init, or a density outside (0, 1]."""
     _check(rule, MASK_RULES, "mask rule")
-    pruning.validate_density(density)
+    validate_density(density)
     score_init = score_init or DEFAULT_SCORE_INIT[rule]
     _check(score_init, SCORE_INITS, "score init")
     _check(weight_init, WEIGHT_INITS, "weight init")
@@ -241,7 +245,7 @@ def _layer_tensors(shape, fan_in, name, rule, seed, density, weight_init, score_
         return dict(weight=weight, weight_seed=weight_seed, rule=None)
     scores = seeded_scores(shape, derive_seed("scores", seed, name), score_init, fan_in)
     return dict(weight=weight, weight_seed=weight_seed, rule=rule, scores=scores,
-                kept=pruning.keep_count(math.prod(shape), density))
+                kept=keep_count(math.prod(shape), density))
 
 
 def _convert(layer, name, rule, seed, density, weight_init, score_init) -> SupermaskLayer:
@@ -272,7 +276,8 @@ def scored_layers(model: nn.Module) -> dict[str, SupermaskLayer]:
     return {name: m for name, m in model.named_modules() if isinstance(m, SupermaskLayer) and m.rule is not None}
 
 
-def _prefix(name: str) -> str:
+def key_prefix(name: str) -> str:
+    """The state key prefix of the module ``name``: ``"fc1."``, or ``""`` for the root module."""
     return f"{name}." if name else ""
 
 
@@ -288,7 +293,7 @@ class SupermaskStack(NetworkStack):
         """Module name -> (M, *weight shape) hard 0/1 masks of every scored layer."""
         out = {}
         for name, layer in scored_layers(self.template).items():
-            p = _prefix(name)
+            p = key_prefix(name)
             kept = self.buffers.get(p + "kept")
             scores = self.params[p + "scores"].detach()
             fn = lambda s, k, keep: hard_mask(layer.rule, s, k, keep)
@@ -314,16 +319,16 @@ class SupermaskStack(NetworkStack):
         for name, layer in scored_layers(self.template).items():
             if layer.rule != "top_k":
                 raise ValueError(f"layer {name} uses the {layer.rule!r} rule: only top-k layers have a set density")
-            n = self.params[_prefix(name) + "scores"][0].numel()
-            counts = [pruning.keep_count(n, d) for d in densities]
-            self.buffers[_prefix(name) + "kept"].copy_(torch.tensor(counts))
+            n = self.params[key_prefix(name) + "scores"][0].numel()
+            counts = [keep_count(n, d) for d in densities]
+            self.buffers[key_prefix(name) + "kept"].copy_(torch.tensor(counts))
 
     @torch.no_grad()
     def project_scores(self) -> None:
         """Bounded (threshold-rule) scores onto [0, 1], frozen ones to 0."""
         for name, layer in scored_layers(self.template).items():
             if layer.rule == "threshold":
-                p = _prefix(name)
+                p = key_prefix(name)
                 self.params[p + "scores"].clamp_(0.0, 1.0).mul_(self.buffers[p + "keep"])
 
     def mask_gradients(self) -> None:
@@ -339,7 +344,7 @@ class SupermaskStack(NetworkStack):
 def ticket_state(stack: SupermaskStack) -> dict:
     """Everything that defines the networks except the frozen weights: their seeds stand in."""
     state = stack.state()
-    frozen = {_prefix(name) + "weight" for name, m in stack.template.named_modules() if isinstance(m, SupermaskLayer)}
+    frozen = {key_prefix(name) + "weight" for name, m in stack.template.named_modules() if isinstance(m, SupermaskLayer)}
     state["buffers"] = {k: v for k, v in state["buffers"].items() if k not in frozen}
     return state
 
@@ -354,7 +359,7 @@ def regenerate_weights(template: nn.Module, state: dict, weight_init: str) -> di
     for name, module in template.named_modules():
         if not isinstance(module, SupermaskLayer):
             continue
-        p = _prefix(name)
+        p = key_prefix(name)
         shape = tuple(module.weight.shape)
         parent = parents.get(name.rpartition(".")[0])
         if isinstance(module, RedFanOut):
@@ -366,113 +371,3 @@ def regenerate_weights(template: nn.Module, state: dict, weight_init: str) -> di
         seeds = buffers[p + "weight_seed"].tolist()
         buffers[p + "weight"] = torch.stack([seeded_weight(shape, s, weight_init, std) for s in seeds])
     return {**state, "buffers": buffers}
-
-
-# ---- masks as fixed masks (fine-tuning) and the sanity-check controls ------------------------
-
-def fixed_mask_state(stack: SupermaskStack, masks: Mapping[str, torch.Tensor] | None = None,
-                     weights: Mapping[str, torch.Tensor] | None = None) -> dict:
-    """The stack as ordinary networks (the same architecture before conversion): each scored
-    layer's frozen weights become trainable weights under its mask as a fixed mask
-    (`NetworkStack.set_masks`), BatchNorm statistics carried over. ``masks`` / ``weights`` (by
-    module name) replace the stack's own (the sanity-check controls)."""
-    masks = dict(masks or stack.layer_masks())
-    params, buffers, fixed = {}, {}, {}
-    layers = {name: m for name, m in stack.template.named_modules() if isinstance(m, SupermaskLayer)}
-    for name in layers:
-        p = _prefix(name)
-        params[p + "weight"] = (weights or {}).get(name, stack.buffers[p + "weight"]).detach().clone()
-        if name in masks:
-            fixed[p + "weight"] = masks[name].detach().clone()
-        bias = stack.params.get(p + "bias", stack.buffers.get(p + "bias"))
-        if bias is not None:
-            params[p + "bias"] = bias.detach().clone()
-    skip = ("weight", "weight_seed", "keep", "kept", "bias")
-    for key, value in stack.buffers.items():
-        module, _, leaf = key.rpartition(".")
-        if module in layers and leaf in skip:
-            continue
-        buffers[key] = value.detach().clone()
-    for key, value in stack.params.items():
-        module, _, leaf = key.rpartition(".")
-        if module not in layers:  # layers that were never converted train on as before
-            params[key] = value.detach().clone()
-    return {"params": params, "buffers": buffers, "masks": fixed}
-
-
-def shuffled_masks(masks: Mapping[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Each layer's mask permuted at random within the layer, per network: the same per-layer
-    density, a different mask (Frankle et al. 2021's layerwise shuffle)."""
-    out = {}
-    for name, mask in masks.items():
-        generator = torch.Generator().manual_seed(derive_seed("shuffle", seed, name))
-        flat = mask.flatten(1)
-        perms = torch.stack([torch.randperm(flat.shape[1], generator=generator) for _ in range(flat.shape[0])])
-        out[name] = torch.gather(flat, 1, perms.to(flat.device)).view_as(mask)
-    return out
-
-
-def inverted_masks(stack: SupermaskStack, masks: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Per layer, keep the weights of the *lowest* scores (|score| for top-k), as many as the mask
-    keeps (score inversion: disjoint from the mask wherever it keeps under half the layer)."""
-    masks = masks or stack.layer_masks()
-    layers, out = scored_layers(stack.template), {}
-    for name, mask in masks.items():
-        scores = stack.params[_prefix(name) + "scores"].detach().flatten(1)
-        if layers[name].rule == "top_k":  # edge-popup ranks |score|
-            scores = scores.abs()
-        kept = mask.flatten(1).sum(1).long()
-        n = scores.shape[1]
-        rank = torch.empty_like(scores, dtype=torch.long).scatter_(
-            1, scores.argsort(dim=1, stable=True), torch.arange(n, device=scores.device).expand(len(scores), n))
-        out[name] = (rank < kept[:, None]).to(mask.dtype).view_as(mask)
-    return out
-
-
-def reseeded_weights(stack: SupermaskStack, seed: int, weight_init: str) -> dict[str, torch.Tensor]:
-    """Fresh frozen weights of the same distribution for every supermask layer (the weight
-    reinitialisation control), by module name, drawn from new per-layer seeds."""
-    template_state = {"buffers": {k: (torch.tensor([derive_seed("reinit", seed, k, i) for i in range(stack.size)])
-                                      if k.endswith("weight_seed") else v)
-                                  for k, v in stack.buffers.items()}}
-    state = regenerate_weights(stack.template, template_state, weight_init)
-    return {name: state["buffers"][_prefix(name) + "weight"].to(stack.device)
-            for name, m in stack.template.named_modules() if isinstance(m, SupermaskLayer)}
-
-
-# ---- Gem-Miner's iterative freezing ----------------------------------------------------------
-
-def freezing_schedule(epochs: int, period: int, target: float) -> list[tuple[int, float]]:
-    """(epoch j, density bound e^{-c j}) every ``period`` epochs up to ``epochs``, c = ln(1/s)/E:
-    the bound reaches the target density s at the last epoch."""
-    target = pruning.validate_density(target)
-    if epochs < 1 or period < 1:
-        raise ValueError(f"need epochs >= 1 and a freezing period >= 1, got {epochs} and {period}")
-    c = math.log(1 / target) / epochs
-    points = list(range(period, epochs + 1, period))
-    if not points or points[-1] != epochs:
-        points.append(epochs)  # the last freeze lands on the target itself
-    return [(j, math.exp(-c * j)) for j in points]
-
-
-@torch.no_grad()
-def freeze_lowest(stack: SupermaskStack, bound: float) -> None:
-    """Zero for good the lowest scores of each network (all scored layers pooled), so that at
-    most ``keep_count(N, bound)`` scores stay free: their ``keep`` drops to 0."""
-    stack.project_scores()
-    layers = list(scored_layers(stack.template))
-    scores = torch.cat([stack.params[_prefix(n) + "scores"].flatten(1) for n in layers], dim=1)
-    keeps = torch.cat([stack.buffers[_prefix(n) + "keep"].flatten(1) for n in layers], dim=1)
-    n = scores.shape[1]
-    free = pruning.keep_count(n, bound)
-    ranked = torch.where(keeps > 0, scores, torch.full_like(scores, -1.0))  # frozen ones stay frozen
-    rank = torch.empty_like(ranked, dtype=torch.long).scatter_(
-        1, ranked.argsort(dim=1, stable=True), torch.arange(n, device=scores.device).expand(len(scores), n))
-    new_keep = (rank >= n - free).to(keeps.dtype) * keeps
-    start = 0
-    for name in layers:
-        p = _prefix(name)
-        size = stack.buffers[p + "keep"][0].numel()
-        stack.buffers[p + "keep"].copy_(new_keep[:, start:start + size].view_as(stack.buffers[p + "keep"]))
-        start += size
-    stack.project_scores()

@@ -1,7 +1,7 @@
-"""Pruning targets, magnitude and random pruning, all over a NetworkStack's masks.
+"""Pruning targets: how many weights each group of layers keeps, level by level, and the checks.
 
-A target is a list of *groups*: each group is a set of layers pruned together to an exact
-count of kept weights. Layerwise pruning has one group per layer; global pruning pools every
+The masks that meet a target are made in `lth.prune.masks`. A target is a list of *groups*: each
+group is a set of layers pruned together to an exact count of kept weights. Layerwise pruning has one group per layer; global pruning pools every
 pruned layer in one group (layers of unpruned kinds stay in groups of their own, fully kept).
 The whole density ladder is computed up front, and every prune is checked against it.
 """
@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from lth.nets.counts import keep_count, round_count, validate_density  # noqa: F401  (this layer's names too)
 from lth.nets.stack import NetworkStack
 
 SCOPES = ("layerwise", "global")
@@ -24,15 +25,10 @@ class DensityMismatch(AssertionError):
 
 @dataclass(frozen=True)
 class Group:
+    """Layers pruned together: ``keep`` of their ``total`` weights survive, per network."""
     layers: tuple[str, ...]
     keep: int       # weights kept in these layers together, per network
     total: int      # weights in these layers
-
-
-def validate_density(density: float) -> float:
-    if not isinstance(density, (int, float)) or not 0 < density <= 1:
-        raise ValueError(f"density must be in (0, 1] (the fraction of weights kept), got {density!r}")
-    return float(density)
 
 
 def validate_rates(rates: Mapping[str, float], kinds: Mapping[str, str]) -> dict[str, float]:
@@ -60,22 +56,13 @@ def targets(sizes: Mapping[str, int], kinds: Mapping[str, str], rates: Mapping[s
     rates = validate_rates(rates, kinds)
     keep_fraction = {kind: (1 - rate) ** level for kind, rate in rates.items()}
     if scope == "layerwise":
-        return [Group((name,), _round(sizes[name] * keep_fraction[kinds[name]]), sizes[name]) for name in sizes]
+        return [Group((name,), round_count(sizes[name] * keep_fraction[kinds[name]]), sizes[name]) for name in sizes]
     pruned = [name for name in sizes if rates[kinds[name]] > 0]
     if len({rates[kinds[name]] for name in pruned}) > 1:
         raise ValueError(f"global pruning pools layers at one rate, got rates {rates}")
     total = sum(sizes[name] for name in pruned)
-    groups = [Group(tuple(pruned), _round(total * keep_fraction[kinds[pruned[0]]]), total)]
+    groups = [Group(tuple(pruned), round_count(total * keep_fraction[kinds[pruned[0]]]), total)]
     return groups + [Group((name,), sizes[name], sizes[name]) for name in sizes if name not in pruned]
-
-
-def _round(x: float) -> int:
-    return max(1, int(round(x)))  # never empty a layer: that would disconnect the network
-
-
-def keep_count(total: int, density: float) -> int:
-    """Weights kept of ``total`` at ``density``, rounded as every target here is (never zero)."""
-    return _round(total * validate_density(density))
 
 
 def overall_density(groups: Sequence[Group]) -> float:
@@ -102,44 +89,8 @@ def level_for_density(sizes, kinds, rates, density: float, scope: str = "layerwi
 
 
 def layer_sizes(stack: NetworkStack) -> dict[str, int]:
+    """Prunable weight name -> its number of weights in one network."""
     return {name: stack.params[name][0].numel() for name in stack.kinds}
-
-
-def _top_masks(scores: dict[str, torch.Tensor], groups: Sequence[Group]) -> dict[str, torch.Tensor]:
-    """Keep the ``keep`` highest scores of each group, per network. Scores are (M, ...)."""
-    masks = {}
-    for group in groups:
-        flat = torch.cat([scores[name].flatten(1) for name in group.layers], dim=1)
-        keep = torch.zeros_like(flat, dtype=torch.bool)
-        keep.scatter_(1, flat.topk(group.keep, dim=1).indices, True)
-        for name, part in zip(group.layers, keep.split([scores[n][0].numel() for n in group.layers], dim=1)):
-            masks[name] = part.reshape(scores[name].shape)
-    return masks
-
-
-def magnitude_masks(stack: NetworkStack, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
-    """Keep the largest-magnitude surviving weights. Pruned weights score -inf, so masks nest."""
-    scores = {name: torch.where(stack.masks[name].bool(), stack.params[name].detach().abs(),
-                                torch.tensor(float("-inf"), device=stack.device))
-              for name in stack.kinds}
-    _check_feasible(stack, groups)
-    masks = _top_masks(scores, groups)
-    check_density(masks, groups)
-    return masks
-
-
-def random_masks(reference: Mapping[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Uniformly random masks with the same number of kept weights per layer and network as ``reference``."""
-    masks = {}
-    for name, ref in reference.items():
-        flat = ref.flatten(1).bool()
-        counts = flat.sum(1).tolist()
-        scores = torch.rand(flat.shape, generator=generator, device=generator.device).to(flat.device)
-        keep = torch.zeros_like(flat)
-        for m, count in enumerate(counts):  # per network: counts may differ
-            keep[m, scores[m].topk(int(count)).indices] = True
-        masks[name] = keep.reshape(ref.shape)
-    return masks
 
 
 def check_density(masks: Mapping[str, torch.Tensor], groups: Sequence[Group]) -> None:
@@ -151,9 +102,11 @@ def check_density(masks: Mapping[str, torch.Tensor], groups: Sequence[Group]) ->
                                   f"target {group.keep} of {group.total}")
 
 
-def _check_feasible(stack: NetworkStack, groups: Sequence[Group]) -> None:
+def check_feasible(masks: Mapping[str, torch.Tensor], groups: Sequence[Group]) -> None:
+    """Raise ValueError unless every group of ``masks`` (layer -> (M, ...) 0/1) still has at least its
+    target count alive in every network (targets must shrink from level to level)."""
     for group in groups:
-        alive = sum(stack.masks[name].flatten(1).sum(1) for name in group.layers)
+        alive = sum(masks[name].flatten(1).sum(1) for name in group.layers)
         if bool((alive < group.keep).any()):
             raise ValueError(f"cannot keep {group.keep} weights of {list(group.layers)}: only "
                              f"{alive.int().tolist()} survive; targets must shrink from level to level")

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import re
+import resource
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,16 @@ from lth.report.page import REPORT_DIR, ClaimsError, NotebookRun, build_report, 
 
 NOTEBOOK_DIR = workspace() / "notebooks"
 BUILD_DIR = workspace() / "build" / "notebooks"
+COMMITTED_DIR = workspace() / "figures"  # the committed results: figures/paper/<notebook>/
+REFERENCE_PROFILE = "paper"
 KERNEL = "python3"
+# Rough wall seconds per notebook on an idle 2-core CPU without a GPU (real MNIST and Fashion-MNIST,
+# kernel start included), said before a batch starts. Measured: REPRODUCIBILITY.md, "Running on a laptop".
+ESTIMATE_NOTE = "measured as CPU time on a shared 2-core machine"
+ESTIMATED_S = {
+    "smoke": {},
+    "quick": {},
+}
 
 
 def notebook_sources(notebook_dir: Path | str | None = None) -> dict[str, Path]:
@@ -65,15 +75,18 @@ def run_batch(profile: str = "quick", *, only: list[str] | None = None, output_d
     chosen = [name for name in sources if not only or name in only]
     _check_kernel()
 
-    runs = []
+    print(plan_text(chosen, profile), flush=True)
+    runs, started = [], time.perf_counter()
     for number, name in enumerate(chosen, 1):
-        print(f"[{number}/{len(chosen)}] {name} (profile {profile})", flush=True)
+        cpu_before = _children_cpu_s()
         run = run_notebook(sources[name], profile=profile, output_dir=workspace() / output_dir, root=workspace() / root,
                            device=device, bindings=list(bindings or ()), build_dir=build_dir, log_output=log_output)
-        print(f"    {run.status} in {run.wall_s:.1f}s" + (f": {_first_line(run.reason)}" if run.reason else ""), flush=True)
+        print(progress_line(number, len(chosen), run, _children_cpu_s() - cpu_before, time.perf_counter() - started),
+              flush=True)
         runs.append(run)
 
-    report = build_report(collect_runs(sources, profile, build_dir), profile, report_dir)
+    report = build_report(collect_runs(sources, profile, build_dir), profile, report_dir,
+                          reference=reference_runs(sources, profile, build_dir))
     return runs, report
 
 
@@ -120,18 +133,39 @@ def run_notebook(source: Path, *, profile: str, output_dir: Path, root: Path, de
 
 
 def collect_runs(sources: dict[str, Path], profile: str, build_dir: Path | str | None = None) -> list[NotebookRun]:
-    """Each notebook's last recorded run on this profile, or a 'not run' entry where there is none."""
+    """Each notebook's last recorded run on this profile, or a 'not run' entry where there is none.
+
+    On the paper profile a notebook without a record gets its committed results (`committed_run`)."""
     runs = []
     for name, source in sources.items():
         path = record_path(build_dir or BUILD_DIR, profile, name)
         if not path.exists():
-            runs.append(NotebookRun(name, "not run", reason=f"not executed yet on profile {profile}", profile=profile))
+            if profile == REFERENCE_PROFILE:
+                runs.append(committed_run(name))
+            else:
+                runs.append(NotebookRun(name, "not run", reason=f"not executed yet on profile {profile}", profile=profile))
             continue
         run = NotebookRun.load(path)
         if run.source_sha != source_sha(source):
             run.reason = f"{run.reason}\nthe notebook has been edited since this run".strip()
         runs.append(run)
     return runs
+
+
+def committed_run(name: str, committed_dir: Path | str | None = None) -> NotebookRun:
+    """The committed paper-profile results of one notebook (<committed_dir>/paper/<name>/claims.csv and the
+    figures beside it) as a run; 'not run' when that folder has no claims.csv."""
+    committed_dir = Path(committed_dir or COMMITTED_DIR)
+    run = NotebookRun(name, "succeeded", profile=REFERENCE_PROFILE, output_dir=str(committed_dir))
+    if not run.claims_path.exists():
+        run.status, run.reason = "not run", f"no committed results in {run.claims_path.parent}"
+    return run
+
+
+def reference_runs(sources: dict[str, Path], profile: str, build_dir: Path | str | None = None) -> list[NotebookRun]:
+    """What the report of `profile` shows beside its own runs: the paper profile's (its records, else the
+    committed results) for quick and smoke; nothing for the paper profile itself."""
+    return [] if profile == REFERENCE_PROFILE else collect_runs(sources, REFERENCE_PROFILE, build_dir)
 
 
 def _cell_error(err, notebook, source: Path) -> str:
@@ -156,6 +190,39 @@ def _check_kernel() -> None:
         raise RuntimeError(f"the {KERNEL!r} Jupyter kernel found in {spec.resource_dir} runs {command}, not this "
                            f"environment's {sys.executable}: remove that kernel spec (JUPYTER_PATH?) or run "
                            f"`{sys.executable} -m ipykernel install --sys-prefix`")
+
+
+def plan_text(names: list[str], profile: str) -> str:
+    """What is about to run and roughly how long (from `ESTIMATED_S`), said before the first notebook starts."""
+    known = ESTIMATED_S.get(profile, {})
+    total = sum(known.get(name, 0.0) for name in names)
+    missing = [name for name in names if name not in known]
+    if not known:
+        how_long = "no time estimate for this profile (on a CPU the paper profile takes hours to days)"
+    else:
+        how_long = (f"about {_duration(total)} on an idle 2-core CPU ({ESTIMATE_NOTE}); longer on a busy machine"
+                    + (f"; no estimate for {', '.join(missing)}" if missing else ""))
+    listing = ", ".join(f"{name} ~{_duration(known[name])}" if name in known else name for name in names)
+    return f"Running {len(names)} notebook{'s' * (len(names) != 1)} on profile {profile}: {how_long}.\n  {listing}"
+
+
+def progress_line(number: int, count: int, run: NotebookRun, cpu_s: float, elapsed_s: float) -> str:
+    """One line per finished notebook: status, wall and CPU time (the kernel's user + system), time so far."""
+    line = (f"[{number}/{count}] {run.name}: {run.status} in {_duration(run.wall_s or 0.0)} "
+            f"(CPU {_duration(cpu_s)}; {_duration(elapsed_s)} so far)")
+    return line + (f"\n    {_first_line(run.reason)}" if run.reason else "")
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s'."""
+    seconds = round(seconds)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children (the notebook kernels)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _strip_ansi(text: str) -> str:
@@ -188,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill logs cell outputs at INFO
 
     if args.report_only:
-        report = build_report(collect_runs(notebook_sources(), args.profile, build_dir), args.profile, report_dir)
+        sources = notebook_sources()
+        report = build_report(collect_runs(sources, args.profile, build_dir), args.profile, report_dir,
+                              reference=reference_runs(sources, args.profile, build_dir))
         print(f"report: {report}")
         return 0
     try:

@@ -1,19 +1,28 @@
-"""The report: one self-contained HTML page of every notebook's claims, then the executed notebooks, code hidden.
+"""The report: one self-contained HTML page of every notebook's claims, figures and executed outputs, code hidden.
 
 `lth.report.batch` executes the notebooks, records each execution as a `NotebookRun` beside its executed
 copy and calls `build_report`; ``python -m lth.report.batch --report-only`` rebuilds the page from those
-records. A notebook's claims come from ``<output_dir>/<profile>/<notebook>/claims.csv``.
+records. A notebook's claims come from ``<output_dir>/<profile>/<notebook>/claims.csv``, its figures from
+the PNG (and SVG) files beside it. The page is rendered from ``templates/report.html.j2``; `reference`
+runs (the committed paper-profile results, for a quick or smoke report) are shown beside the local ones.
+
+Paths on the page are relative: links relative to the report folder, paths in text relative to the
+report folder's parent (the project folder), ``$LTH_DATA`` or ``~``; other absolute paths keep only
+their last component (``…/name``).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
-import html
 import importlib.metadata
 import json
 import os
 import platform
+import re
+import urllib.parse
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,16 +30,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from lth.results.claims import COLUMNS as CLAIM_COLUMNS, VERDICTS
 from lth.paths import RECIPES, workspace
 from lth.store import git_state
 
 REPORT_DIR = workspace() / "report"
 PROFILE_DIR = RECIPES / "profiles"
+TEMPLATES = Path(__file__).parent / "templates"
 
 STATUSES = ("succeeded", "failed", "not run")
 PACKAGES = ("lth", "torch", "torchvision", "numpy", "pandas", "matplotlib", "seaborn", "gin-config",
             "papermill", "nbconvert")
+# claims.csv: these columns always; the statistics columns when the notebook wrote them (newer files).
+REQUIRED_COLUMNS = ("figure", "claim", "paper", "ours", "verdict", "detail")
+STATISTICS_COLUMNS = ("n", "mean", "ci_low", "ci_high", "interval", "paper_value", "paper_spread", "rule")
+# Older files say partly / not run, newer ones inconclusive / not comparable / not judged: both are read.
+# (Spelled out here rather than imported: the report reads files of every vintage.)
+KNOWN_VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not comparable", "not judged", "not run")
 
 
 class ClaimsError(ValueError):
@@ -67,122 +82,194 @@ class NotebookRun:
 
 
 def read_claims(path: Path) -> pd.DataFrame:
-    """The claims table, checked against the contract; ClaimsError says what is wrong."""
+    """The claims table, checked against the contract; ClaimsError says what is wrong.
+
+    Columns: REQUIRED_COLUMNS, then those of STATISTICS_COLUMNS the file has (other columns are dropped);
+    every value a string, exactly as written. Verdicts: one of KNOWN_VERDICTS."""
     if not path.exists():
         raise ClaimsError(f"the notebook wrote no {path}")
     # Strings throughout: '98.1%' and '' must come back exactly as the notebook wrote them.
     claims = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if set(claims.columns) != set(CLAIM_COLUMNS):
-        raise ClaimsError(f"{path} has columns {list(claims.columns)}; expected exactly {list(CLAIM_COLUMNS)}")
-    unknown = sorted(set(claims["verdict"]) - set(VERDICTS))
+    missing = [c for c in REQUIRED_COLUMNS if c not in claims.columns]
+    if missing:
+        raise ClaimsError(f"{path} has columns {list(claims.columns)}, lacking {missing}; expected exactly "
+                          f"{list(REQUIRED_COLUMNS)}, optionally with {list(STATISTICS_COLUMNS)}")
+    unknown = sorted(set(claims["verdict"]) - set(KNOWN_VERDICTS))
     if unknown:
-        raise ClaimsError(f"{path} has verdicts {unknown}; valid: {list(VERDICTS)}")
-    return claims[list(CLAIM_COLUMNS)]
+        raise ClaimsError(f"{path} has verdicts {unknown}; valid: {list(KNOWN_VERDICTS)}")
+    return claims[[*REQUIRED_COLUMNS, *(c for c in STATISTICS_COLUMNS if c in claims.columns)]]
 
 
 # -- the page ------------------------------------------------------------------------------------
 
 
-def build_report(runs: Sequence[NotebookRun], profile: str, report_dir: Path | str = REPORT_DIR) -> Path:
-    """Write <report_dir>/index.html for these notebook runs (in this order) and return its path."""
-    # Reading the claims first: a claims.csv broken since the run turns that run into 'failed'.
-    runs, claims = zip(*map(_with_claims, runs)) if runs else ((), ())
-    sections = [_notebook_section(run) for run in runs]
-    page = _PAGE.format(
-        title="Lottery tickets, reproduced",
-        style=_STYLE,
-        header=_header(profile),
-        notebooks=_notebook_table(runs, claims),
-        claims=_claims_table(runs, claims),
-        sections="\n".join(sections),
-    )
-    path = Path(report_dir) / "index.html"
+def build_report(runs: Sequence[NotebookRun], profile: str, report_dir: Path | str = REPORT_DIR,
+                 reference: Sequence[NotebookRun] = ()) -> Path:
+    """Write <report_dir>/index.html for these notebook runs (in this order) and return its path.
+
+    `reference`: runs of another profile (the committed paper results) shown beside `runs`, one block
+    each, labelled with its profile; notebooks that only they have get a section too."""
+    import jinja2
+    import markupsafe
+
+    report_dir = Path(report_dir)
+    paths = _Paths(report_dir)
+    local = {run.name: run for run in runs}
+    other = {run.name: run for run in reference}
+    other_profile = next((run.profile for run in reference if run.profile), "")
+    sections = []
+    for name in dict.fromkeys([*local, *other]):
+        run = local.get(name) or NotebookRun(name, "not run", f"not executed on profile {profile}", profile=profile)
+        blocks = [_block(run, "local", "This run" if run.finished or run.status != "succeeded" else "Committed results", paths)]
+        if reference:
+            ref = other.get(name) or NotebookRun(name, "not run", f"no results of profile {other_profile}",
+                                                 profile=other_profile)
+            blocks.append(_block(ref, "paper", "Recorded run" if ref.finished else "Committed results", paths))
+        sections.append(dict(name=name, blocks=blocks))
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["rel"] = lambda text: paths.text(str(text))
+    env.filters["slug"] = lambda text: str(text).replace(" ", "-")
+    page = env.get_template("report.html.j2").render(
+        title="Lottery tickets, reproduced", style=markupsafe.Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
+        profile=profile, reference_profile=other_profile, profile_note=_profile_note(profile),
+        facts=_facts(), sections=sections,
+        overview_labels=[f"profile {profile}"] + ([f"profile {other_profile}"] if reference else []),
+        show_wall=any(section["blocks"][0]["wall"] for section in sections))
+    path = report_dir / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 
 
-def _header(profile: str) -> str:
-    state = git_state(workspace())
-    commit, dirty = state["git_commit"], bool(state["git_dirty"])
-    commit_text = "unknown"
-    if commit:
-        commit_text = f"<code>{_e(commit[:12])}</code>" + (" with uncommitted changes" if dirty else "")
-    facts = {
-        "Profile": f"<b>{_e(profile)}</b>" + (f" — {_e(note)}" if (note := _profile_note(profile)) else ""),
-        "Generated": _e(dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
-        "Commit": commit_text,
-        "CPU": _e(_cpu_name()),
-        "GPU": _e(_gpu_name()),
-        "Packages": ", ".join(f"{_e(name)}&nbsp;{_e(version)}" for name, version in _versions().items()),
-    }
-    rows = "\n".join(f"<dt>{key}</dt><dd>{value}</dd>" for key, value in facts.items())
-    return f'<dl class="facts">\n{rows}\n</dl>'
-
-
-def _notebook_table(runs: Sequence[NotebookRun], claims: Sequence[list[dict]]) -> str:
-    if not runs:
-        return "<p>No notebooks.</p>"
-    head = "<tr><th>notebook</th><th>status</th><th>verdicts</th><th>wall time</th><th>run at</th></tr>"
-    body = []
-    for run, rows in zip(runs, claims):
-        counts = Counter(row["verdict"] for row in rows) if run.status == "succeeded" else Counter()
-        verdicts = " ".join(f'<span class="verdict {_slug(v)}">{counts[v]}&nbsp;{_e(v)}</span>'
-                            for v in VERDICTS if counts[v])
-        body.append(f'<tr><td><a href="#nb-{_e(run.name)}">{_e(run.name)}</a></td>'
-                    f'<td><span class="status {_slug(run.status)}">{_e(run.status)}</span></td>'
-                    f"<td>{verdicts}</td><td>{_e(_duration(run.wall_s))}</td><td>{_e(_when(run.finished))}</td></tr>")
-    return f'<table class="notebooks">\n<thead>{head}</thead>\n<tbody>\n' + "\n".join(body) + "\n</tbody>\n</table>"
-
-
-def _claims_table(runs: Sequence[NotebookRun], claims: Sequence[list[dict]]) -> str:
-    head = "".join(f"<th>{c}</th>" for c in ("notebook", *CLAIM_COLUMNS))
-    body = []
-    for run, rows in zip(runs, claims):
-        link = f'<a href="#nb-{_e(run.name)}">{_e(run.name)}</a>'
-        for row in rows:
-            claim = f"<q>{_e(row['claim'])}</q>" if row["claim"] else ""
-            body.append(f"<tr><td>{link}</td><td>{_e(row['figure'])}</td><td>{claim}</td>"
-                        f"<td>{_e(row['paper'])}</td><td>{_e(row['ours'])}</td>"
-                        f'<td><span class="verdict {_slug(row["verdict"])}">{_e(row["verdict"])}</span></td>'
-                        f"<td>{_e(row['detail'])}</td></tr>")
-    if not body:
-        return "<p>No claims.</p>"
-    return f'<table class="claims">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body) + "\n</tbody>\n</table>"
-
-
-def _with_claims(run: NotebookRun) -> tuple[NotebookRun, list[dict]]:
-    """The run and its claims; a failed or missing notebook gets one row saying so, with the reason."""
+def _block(run: NotebookRun, kind: str, label: str, paths: _Paths) -> dict:
+    """What the template shows of one run: claims, figures, file links, the executed notebook's outputs."""
+    claims: list[dict] = []
     if run.status == "succeeded":
         try:
-            return run, read_claims(run.claims_path).to_dict("records")
+            claims = read_claims(run.claims_path).to_dict("records")
         except ClaimsError as err:  # e.g. the file was removed or edited after the run
             run = dataclasses.replace(run, status="failed", reason=str(err))
-    return run, [dict(figure="", claim="", paper="", ours="", verdict=run.status, detail=run.reason)]
-
-
-def _notebook_section(run: NotebookRun) -> str:
-    facts = [f'<span class="status {_slug(run.status)}">{_e(run.status)}</span>']
-    if run.wall_s is not None:
-        facts.append(f"{_e(_duration(run.wall_s))}, {_e(_when(run.finished))}")
-    if run.device:
-        facts.append(f"device {_e(run.device)}")
-    if run.bindings:
-        facts.append("bindings " + ", ".join(f"<code>{_e(b)}</code>" for b in run.bindings))
+    folder = run.claims_path.parent
+    # A notebook whose every claim is 'not run' drew a placeholder that only repeats the reason.
+    blank = bool(claims) and all(row["verdict"] == "not run" for row in claims)
+    pngs = sorted(folder.glob("*.png")) if run.status == "succeeded" and folder.is_dir() else []
+    figures = [] if blank else _figures(run, pngs, paths)
+    files = []
     if run.status == "succeeded":
-        facts.append(f"files in <code>{_e(str(run.claims_path.parent))}</code>")
-    parts = [f'<section class="notebook" id="nb-{_e(run.name)}">', f"<h2>{_e(run.name)}</h2>",
-             f'<p class="run">{" · ".join(facts)}</p>']
-    if run.reason:  # why it failed, in red; otherwise a note such as 'edited since this run'
-        parts.append(f'<pre class="{"reason" if run.status == "failed" else "note"}">{_e(run.reason)}</pre>')
-    if run.executed and Path(run.executed).exists():
-        parts.append(f'<div class="cells">\n{_notebook_html(Path(run.executed))}\n</div>')
-    parts.append("</section>")
-    return "\n".join(parts)
+        for group, pattern in (("tables", "*.csv"), ("operative config", "*.config.gin"),
+                               ("provenance", "*.manifest.json")):
+            if links := [dict(href=paths.href(p), text=p.name) for p in sorted(folder.glob(pattern))]:
+                files.append((group, links))
+    executed = Path(run.executed) if run.executed else None
+    if executed and executed.exists():
+        files.append(("executed notebook", [dict(href=paths.href(executed), text=executed.name)]))
+    cells = ""
+    if executed and executed.exists():
+        import markupsafe
+        cells = markupsafe.Markup(_notebook_html(executed, paths, images=not (figures or blank)))
+    facts = []
+    if run.wall_s is not None:
+        facts.append(f"{_duration(run.wall_s)}, {_when(run.finished)}")
+    if run.device:
+        facts.append(f"device {run.device}")
+    if run.bindings:
+        facts.append("bindings " + ", ".join(run.bindings))
+    if run.status == "succeeded":
+        facts.append(f"files in {paths.text(str(folder))}")
+    counts = Counter(row["verdict"] for row in claims)
+    intervals = sorted({row["interval"] for row in claims if row.get("interval")})
+    return dict(run=run, kind=kind, label=label, facts=facts, claims=[_claim_row(row) for row in claims],
+                columns=_columns(claims), counts=[(v, counts[v]) for v in KNOWN_VERDICTS if counts[v]],
+                figures=figures, hidden_figures=", ".join(p.name for p in pngs) if blank else "",
+                files=files, cells=cells, wall=_duration(run.wall_s), intervals="; ".join(intervals))
 
 
-def _notebook_html(path: Path) -> str:
-    """The executed notebook's markdown and outputs (no code, no prompts) as an HTML fragment."""
+def _columns(claims: list[dict]) -> list[dict]:
+    """The claims table's columns: the contract's, with n and the interval where the file has them."""
+    have = set(claims[0]) if claims else set()
+    columns = [("figure", "figure", "figure"), ("claim", "claim", "claim"), ("paper", "paper", "paper"),
+               ("ours", "ours", "ours")]
+    # The mean is not repeated: 'ours' is the same number in the claim's unit.
+    columns += [(key, label, "num") for key, label in (("n", "n"), ("ci", "95% interval"))
+                if key in have or (key == "ci" and {"ci_low", "ci_high"} <= have)]
+    columns += [("verdict", "verdict", ""), ("detail", "detail", "detail")]
+    return [dict(key=key, label=label, css=css) for key, label, css in columns]
+
+
+def _claim_row(row: dict) -> dict:
+    row = dict(row)
+    for key in ("n", "mean", "ci_low", "ci_high"):
+        if key in row:
+            row[key] = _number(row[key])
+    row["ci"] = f"[{row.get('ci_low', '')}, {row.get('ci_high', '')}]" if row.get("ci_low") or row.get("ci_high") else ""
+    if _number(row.get("paper_spread") or "0") not in ("0", "") and row["paper_spread"] not in row["paper"]:
+        row["paper"] = f"{row['paper']} (± {_number(row['paper_spread'])})"
+    row.setdefault("rule", "")
+    for key in ("paper", "ours", "ci"):  # a short value stays on one line: '+0.59 pp', not '+0.59' over 'pp'
+        if len(row[key]) <= 14:
+            row[key] = row[key].replace(" ", "\u00a0")
+    return row
+
+
+def _number(text: str) -> str:
+    """A number as people read it: integers as such, 2 decimals from 1 up, 3 significant digits below."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if value != value or value in (float("inf"), float("-inf")):
+        return text
+    if value.is_integer() and abs(value) < 1e9:
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def _figures(run: NotebookRun, pngs: list[Path], paths: _Paths) -> list[dict]:
+    """Each PNG inline (so the page stands alone), linked to its file, with the figure's own title as alt text."""
+    figures, seen = [], set()
+    for png in pngs:
+        svg = png.with_suffix(".svg")
+        title = _svg_title(svg) or png.stem.replace("_", " ")
+        alt = f"{title} ({run.name}, profile {run.profile})"
+        while alt in seen:
+            alt += " again"
+        seen.add(alt)
+        links = [dict(href=paths.href(png), text="PNG")]
+        if svg.exists():
+            links.append(dict(href=paths.href(svg), text="SVG"))
+        data = png.read_bytes()
+        src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        # The size from the PNG header: the browser reserves the figure's box before decoding it.
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        figures.append(dict(title=paths.text(title), alt=paths.text(alt), src=src, href=paths.href(png), links=links,
+                            width=width, height=height, css_width=round(width * 96 / 150)))  # saved at 150 dpi
+    return figures
+
+
+def _svg_title(path: Path) -> str:
+    """The figure's suptitle as matplotlib wrote it into its SVG (comments in the figure-level text); '' if none."""
+    if not path.exists():
+        return ""
+    try:
+        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))
+        root = ET.fromstring(path.read_bytes(), parser=parser)
+    except ET.ParseError:
+        return ""
+    figure = next((g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("id") == "figure_1"), None)
+    texts = [g for g in (figure if figure is not None else []) if (g.get("id") or "").startswith("text_")]
+    if not texts:
+        return ""
+    lines = [c.text.strip() for c in texts[-1].iter() if c.tag is ET.Comment and c.text and c.text.strip()]
+    return " — ".join(lines)
+
+
+def _notebook_html(path: Path, paths: _Paths, images: bool = True) -> str:
+    """The executed notebook's markdown and outputs (no code, no prompts) as an HTML fragment.
+
+    Left out: execute_result outputs (a cell's last value: DataFrames the page shows as tables and links,
+    reprs such as a list of paths), stderr, widget views, and images when `images` is False (the page
+    shows the saved figure files instead). Paths in the text become relative (`_Paths.text`)."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -193,11 +280,15 @@ def _notebook_html(path: Path) -> str:
         if "papermill-error-cell-tag" in cell.get("metadata", {}).get("tags", []):
             continue
         if cell.cell_type == "code":
-            cell.outputs = [out for out in cell.outputs if _worth_showing(out)]
+            cell.outputs = [_relative_output(out, paths) for out in cell.outputs if _worth_showing(out, images)]
             if not cell.outputs:  # code is hidden, so an output-less code cell would be an empty box
                 continue
+        else:
+            cell.source = paths.text(cell.source)
         kept.append(cell)
-    notebook.cells = kept
+    # A heading whose figure or table the page shows elsewhere would head nothing: drop it.
+    notebook.cells = [cell for cell, after in zip(kept, [*kept[1:], None])
+                      if not (_heading_only(cell) and (after is None or _heading_only(after)))]
     # 'basic' gives the cells' markup without nbconvert's page and its large stylesheet; images are
     # already data: URIs in the outputs, so the fragment is self-contained.
     exporter = HTMLExporter(template_name="basic", exclude_input=True, exclude_input_prompt=True,
@@ -206,14 +297,80 @@ def _notebook_html(path: Path) -> str:
     return body.strip()
 
 
-def _worth_showing(output) -> bool:
-    # stderr is warnings and progress bars; widget views have only a useless text fallback offline.
-    if output.get("output_type") == "stream":
+def _heading_only(cell) -> bool:
+    lines = [line for line in cell.source.splitlines() if line.strip()]
+    return cell.cell_type == "markdown" and all(line.lstrip().startswith("#") for line in lines)
+
+
+def _worth_showing(output, images: bool) -> bool:
+    kind = output.get("output_type")
+    if kind == "execute_result":
+        return False
+    if kind == "stream":  # stderr is warnings and progress bars
         return output.get("name") != "stderr"
-    return "application/vnd.jupyter.widget-view+json" not in output.get("data", {})
+    data = output.get("data", {})
+    if "application/vnd.jupyter.widget-view+json" in data:  # only a useless text fallback offline
+        return False
+    return images or not any(key.startswith("image/") for key in data)
+
+
+def _relative_output(output, paths: _Paths):
+    if output.get("output_type") == "stream":
+        output["text"] = paths.text(output.get("text", ""))
+    elif output.get("output_type") == "error":
+        output["evalue"] = paths.text(output.get("evalue", ""))
+        output["traceback"] = [paths.text(line) for line in output.get("traceback", [])]
+    else:
+        data = output.get("data", {})
+        for key in [k for k in data if k.startswith("text/")]:
+            data[key] = paths.text(data[key] if isinstance(data[key], str) else "".join(data[key]))
+    return output
+
+
+class _Paths:
+    """Links relative to the report folder; paths in text relative to the project folder (its parent)."""
+
+    _ABSOLUTE = re.compile(r"(?<![\w:/.~$+-])/[^\s/'\"<>`,;()\[\]{}|]+(?:/[^\s/'\"<>`,;()\[\]{}|]*)+")
+
+    def __init__(self, report_dir: Path):
+        self.report_dir = Path(report_dir).absolute()
+        roots = [(self.report_dir.parent, ""), (workspace(), ""), (Path.home(), "~")]
+        if os.environ.get("LTH_DATA"):
+            roots.append((Path(os.environ["LTH_DATA"]).expanduser().absolute(), "$LTH_DATA"))
+        # The longest root first: a data folder inside the project is named by its project path.
+        self.roots = sorted(roots, key=lambda root: len(root[0].parts), reverse=True)
+
+    def href(self, path: Path | str) -> str:
+        relative = os.path.relpath(Path(path).absolute(), self.report_dir)
+        return urllib.parse.quote(Path(relative).as_posix())
+
+    def text(self, text: str) -> str:
+        # Piece by piece between ANSI colour codes: a traceback's '\x1b[0;32m/work/x.py' is a path too.
+        pieces = re.split(r"(\x1b\[[0-9;]*m)", text)
+        return "".join(piece if piece.startswith("\x1b") else self._ABSOLUTE.sub(self._relative, piece)
+                       for piece in pieces)
+
+    def _relative(self, match: re.Match) -> str:
+        found = match.group()
+        tail = found[len(found.rstrip(".:")):]  # sentence punctuation after the path
+        path = Path(found[:len(found) - len(tail)])
+        for root, name in self.roots:
+            if path == root or root in path.parents:
+                inner = path.relative_to(root).as_posix()
+                return ("/".join(part for part in (name, inner) if part and part != ".") or ".") + tail
+        return f"…/{path.name}{tail}"
 
 
 # -- the environment -----------------------------------------------------------------------------
+
+
+def _facts() -> list[tuple[str, str]]:
+    state = git_state(workspace())
+    commit = state["git_commit"]
+    commit_text = (commit[:12] + (" with uncommitted changes" if state["git_dirty"] else "")) if commit else "unknown"
+    return [("Generated", dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")), ("Commit", commit_text),
+            ("CPU", _cpu_name()), ("GPU", _gpu_name()),
+            ("Packages", ", ".join(f"{name} {version}" for name, version in _versions().items()))]
 
 
 def _profile_note(profile: str) -> str:
@@ -264,14 +421,6 @@ def _versions() -> dict[str, str]:
 # -- small helpers -------------------------------------------------------------------------------
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _slug(text: str) -> str:
-    return text.replace(" ", "-")
-
-
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -282,66 +431,3 @@ def _duration(seconds: float | None) -> str:
 
 def _when(iso: str) -> str:
     return dt.datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M") if iso else ""
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{style}</style>
-</head>
-<body>
-<header>
-<h1>{title}</h1>
-{header}
-</header>
-<main>
-<section id="summary">
-<h2>Notebooks</h2>
-{notebooks}
-<h2>Claims</h2>
-{claims}
-</section>
-{sections}
-</main>
-</body>
-</html>
-"""
-
-_STYLE = """
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
-       max-width: 1150px; margin: 2em auto; padding: 0 1.5em; }
-h1 { margin-bottom: .3em; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-code, pre { font: 13px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
-a { color: #1a5fb4; text-decoration: none; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1.2em; margin: 0; }
-dl.facts dt { font-weight: 600; color: #555; }
-dl.facts dd { margin: 0; }
-table { border-collapse: collapse; width: 100%; margin: .5em 0 1em; }
-th, td { border: 1px solid #ddd; padding: .35em .6em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; }
-table.claims td:nth-child(-n+2) { white-space: nowrap; }  /* notebook, figure */
-table.claims td:nth-child(3) { min-width: 16em; }  /* the claim */
-table.claims td:nth-child(7) { min-width: 20em; font-size: 90%; color: #444; }  /* detail */
-q { font-style: italic; }
-.verdict, .status { display: inline-block; padding: 0 .5em; border-radius: 3px; white-space: nowrap;
-                    font-size: 90%; font-weight: 600; }
-.reproduced, .succeeded { background: #d8f3dc; color: #1b5e20; }
-.partly { background: #fff3bf; color: #7a5b00; }
-.not-reproduced { background: #ffd8d8; color: #a40000; }
-.not-run { background: #e9ecef; color: #555; }
-.failed { background: #a40000; color: #fff; }
-pre.reason, pre.note { padding: .6em .8em; white-space: pre-wrap; border-left: 4px solid; }
-pre.reason { background: #fff0f0; border-color: #a40000; }
-pre.note { background: #f4f4f4; border-color: #999; }
-p.run { color: #555; }
-.cells img, .cells svg { max-width: 100%; height: auto; }
-.cells pre { background: #f7f7f7; padding: .5em .8em; overflow-x: auto; }
-.cells table { width: auto; font-size: 90%; }
-.cells h1 { font-size: 1.4em; } .cells h2 { font-size: 1.2em; border: 0; } .cells h3 { font-size: 1.05em; }
-.ansi-red-fg { color: #c01c28; } .ansi-green-fg { color: #26a269; } .ansi-cyan-fg { color: #2190a4; }
-.ansi-blue-fg { color: #1a5fb4; } .ansi-yellow-fg { color: #9c6d00; } .ansi-bold { font-weight: bold; }
-"""

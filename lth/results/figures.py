@@ -22,37 +22,11 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
-from lth.results.claims import MissingData, TICKET, nearest_level  # noqa: E402
+from lth.results.analysis import MissingData, nearest_level, per_network  # noqa: E402
+from lth.results.style import (AXIS_LABELS, CONTROL_ORDER, CONTROL_STYLE, LABELS, MARKERS, PERCENT,  # noqa: E402,F401
+                               label)
+from lth.schema import TICKET  # noqa: E402
 
-LABELS = {
-    "none": "winning ticket", "reinit": "random reinit", "random_mask": "random mask",
-    "iterative": "iterative", "one_shot": "one-shot",
-    "lth_conv2": "Conv-2", "lth_conv4": "Conv-4", "lth_conv6": "Conv-6", "lth_lenet300": "LeNet-300-100",
-    # pruning at initialisation (lth.experiments.pai): the control column holds the method
-    "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow", "magnitude": "magnitude at init",
-    "random_uniform": "random (uniform)", "random_er": "random (ER)", "random_erk": "random (ERK)",
-    "random_balanced": "random (balanced)", "random_pyramidal": "random (pyramidal)",
-    # IMP rewinding variants (lth.notebook.run_rewinding)
-    "imp_init": "IMP, rewind to init", "imp_weights": "IMP, weight rewinding", "imp_lr": "IMP, LR rewinding",
-}
-CONTROL_ORDER = ["none", "reinit", "random_mask"]
-CONTROL_STYLE = {
-    "none": {"color": "C0", "linestyle": "-", "marker": "o"},
-    "reinit": {"color": "C1", "linestyle": "--", "marker": "s"},
-    "random_mask": {"color": "C2", "linestyle": ":", "marker": "^"},
-}
-AXIS_LABELS = {
-    "early_stop_iteration": "Early-stop iteration (iterations)",
-    "early_stop_test_accuracy": "Test accuracy at early stop (%)",
-    "final_test_accuracy": "Test accuracy at end of training (%)",
-    "final_train_accuracy": "Train accuracy at end of training (%)",
-    "density": "Percent of weights remaining (%)",
-    "early_stop_test_error": "Test error at early stop (%)",
-    "final_test_error": "Test error at end of training (%)",
-}
-PERCENT = {"early_stop_test_accuracy", "final_test_accuracy", "final_train_accuracy", "density",
-           "early_stop_test_error", "final_test_error"}
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 # The paper labels its LeNet density axes at these values; other ladders get evenly spread ticks.
 PAPER_TICKS = (100, 51.3, 21.1, 7.0, 3.6, 1.9)
 MIN_TICK_RATIO = 1.8  # neighbouring labelled ticks at least this factor apart, so labels never overlap
@@ -63,10 +37,6 @@ def subplots(ncols: int = 1, *, width: float = 5.2, height: float = 4.0, **kwarg
     with sns.axes_style("whitegrid"):
         return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False,
                             layout="constrained", **kwargs)
-
-
-def label(value) -> str:
-    return LABELS.get(value, str(value))
 
 
 def _tick_text(percent: float) -> str:
@@ -99,6 +69,14 @@ def density_axis(ax) -> None:
     ax.set_xticklabels([_tick_text(t) for t in ticks])
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(AXIS_LABELS["density"])
+
+
+def plot_band(ax, x, mean, low, high, name: str, **style):
+    """The one way a line is drawn: the mean (in the axis' unit) with a shaded min/max band in the
+    line's colour. Returns the line."""
+    line, = ax.plot(x, mean, label=name, **style)
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    return line
 
 
 def _style(keys: Sequence[str], values: tuple, index: int) -> dict:
@@ -151,8 +129,8 @@ def plot_vs_density(ax, networks: pd.DataFrame, y: str, label_by: str | Sequence
         counts = pruned_runs if not pruned_runs.empty else stats.runs
         runs = counts.iloc[0] if counts.nunique() == 1 else f"{counts.min()}–{counts.max()}"
         name = ", ".join(label(v) for v in values)
-        ax.plot(100 * stats.x, scale * stats["mean"], label=f"{name} (n={runs})", markersize=4, **style)
-        ax.fill_between(100 * stats.x, scale * stats.low, scale * stats.high, color=style["color"], alpha=0.15, linewidth=0)
+        plot_band(ax, 100 * stats.x, scale * stats["mean"], scale * stats.low, scale * stats.high,
+                  f"{name} (n={runs})", markersize=4, **style)
     density_axis(ax)
     ax.set_ylabel(AXIS_LABELS.get(y, y))
     trials = frame.trial.nunique()
@@ -244,9 +222,8 @@ def plot_curves(ax, metrics: pd.DataFrame, levels: Sequence[int], control: str =
         percent = 100 * curve.density.iloc[0]
         colour = colours[level]
         name = f"{_tick_text(percent)}%" + ("" if control == TICKET else f" ({label(control)})")
-        ax.plot(curve.iteration, 100 * curve["mean"], color=colour, linestyle="-" if control == TICKET else "--",
-                label=f"{name} (n={curve.runs.max()})")
-        ax.fill_between(curve.iteration, 100 * curve.low, 100 * curve.high, color=colour, alpha=0.15, linewidth=0)
+        plot_band(ax, curve.iteration, 100 * curve["mean"], 100 * curve.low, 100 * curve.high,
+                  f"{name} (n={curve.runs.max()})", color=colour, linestyle="-" if control == TICKET else "--")
     ax.set_xlabel("Training iteration (iterations)")
     ax.set_ylabel("Test accuracy (%)")
     return table
@@ -258,7 +235,6 @@ def curves_figure(metrics: pd.DataFrame, densities: Sequence[float], title: str,
     their random reinitialisations dashed (right). Percents the run does not reach are left out;
     a run that reaches fewer than two of them (a short ladder) shows all its levels instead.
     Returns (figure, the plotted curves)."""
-    from lth.results.analysis import per_network
     networks = per_network(metrics)
     levels = present_levels(networks, densities)
     if len(levels) < 2:

@@ -15,22 +15,43 @@ SCHEDULES = ("constant", "multistep", "cosine")
 _STEP = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 
 
-def parse_steps(steps: str | int, steps_per_epoch: int) -> int:
-    """'50000it' -> 50000; '160ep' -> 160 * steps_per_epoch; a plain int is iterations."""
+def parse_steps(steps: str | int, steps_per_epoch: int | None = None) -> int:
+    """The one step-string parser: iterations (int >= 0) of a duration.
+
+    ``steps``: an int >= 0 (iterations), '<n>it' (n iterations) or '<n>ep' (n epochs, i.e.
+    n * ``steps_per_epoch`` iterations). ``steps_per_epoch`` may be left out for durations in
+    iterations. Raises ValueError for a malformed string, a negative count, or epochs without
+    ``steps_per_epoch``."""
+    count, unit = _split(steps)
+    if unit == "it":
+        return count
+    if steps_per_epoch is None:
+        raise ValueError(f"{steps!r} is in epochs: its length in iterations needs steps_per_epoch")
+    return count * steps_per_epoch
+
+
+def step_unit(steps: str | int) -> str:
+    """'it' or 'ep': the unit of a duration ``steps`` (an int is 'it'); ValueError if malformed."""
+    return _split(steps)[1]
+
+
+def _split(steps: str | int) -> tuple[int, str]:
     if isinstance(steps, int) and not isinstance(steps, bool):
         if steps < 0:
             raise ValueError(f"step count must be >= 0, got {steps}")
-        return steps
+        return steps, "it"
     match = _STEP.match(str(steps))
     if not match:
         raise ValueError(f"bad step string {steps!r}: expected e.g. '50000it' or '160ep' (or an int)")
-    count, unit = int(match.group(1)), match.group(2)
-    return count if unit == "it" else count * steps_per_epoch
+    return int(match.group(1)), match.group(2)
 
 
 def lr_at(iteration: int, *, lr: float, total: int, schedule: str = "constant",
           milestones: Sequence[int] = (), gamma: float = 0.1, warmup: int = 0) -> float:
-    """Learning rate used for the step taken at ``iteration`` (0-based)."""
+    """Learning rate used for the step taken at ``iteration`` (0-based): ``lr`` under 'constant',
+    times ``gamma`` per ``milestones`` iteration passed under 'multistep', half-cosine from ``lr`` to
+    0 over ``total`` iterations under 'cosine'; during the first ``warmup`` iterations also times
+    (iteration + 1) / warmup. Raises ValueError for an unknown schedule (valid: SCHEDULES)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
     if schedule == "constant":

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lth.prune import targets as pruning
+from lth.prune.masks import magnitude_masks, random_masks
 from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model, prunable_weights
 
@@ -45,7 +46,7 @@ def test_magnitude_masks_nest_and_hit_the_ladder_exactly(scope):
         with torch.no_grad():  # stand-in for training: perturb the surviving weights
             for n in stack.kinds:
                 stack.params[n].add_(0.05 * torch.randn(stack.params[n].shape, generator=g))
-        masks = pruning.magnitude_masks(stack, ladder[level])
+        masks = magnitude_masks(stack, ladder[level])
         stack.set_masks(masks)
         for n, m in stack.masks.items():
             assert torch.all(m <= previous[n]), f"mask of {n} grew back at level {level}"
@@ -57,7 +58,7 @@ def test_magnitude_masks_nest_and_hit_the_ladder_exactly(scope):
 def test_magnitude_keeps_the_largest_survivors_of_either_sign():
     stack = stack_of([0])
     groups = pruning.targets(pruning.layer_sizes(stack), stack.kinds, LENET_RATES, 1)
-    masks = pruning.magnitude_masks(stack, groups)
+    masks = magnitude_masks(stack, groups)
     w = stack.params["fc.0.weight"][0].detach()
     kept, pruned = w[masks["fc.0.weight"][0]].abs(), w[~masks["fc.0.weight"][0]].abs()
     assert kept.min() >= pruned.max()
@@ -67,12 +68,12 @@ def test_magnitude_keeps_the_largest_survivors_of_either_sign():
 def test_random_masks_keep_per_layer_counts_and_differ():
     stack = stack_of([0, 1])
     groups = pruning.targets(pruning.layer_sizes(stack), stack.kinds, LENET_RATES, 5)
-    reference = pruning.magnitude_masks(stack, groups)
-    masks = pruning.random_masks(reference, torch.Generator().manual_seed(3))
+    reference = magnitude_masks(stack, groups)
+    masks = random_masks(reference, torch.Generator().manual_seed(3))
     for n, ref in reference.items():
         assert torch.equal(masks[n].flatten(1).sum(1), ref.flatten(1).sum(1))
         assert not torch.equal(masks[n], ref)
-    again = pruning.random_masks(reference, torch.Generator().manual_seed(3))
+    again = random_masks(reference, torch.Generator().manual_seed(3))
     assert all(torch.equal(again[n], masks[n]) for n in masks)
 
 

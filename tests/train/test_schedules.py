@@ -30,3 +30,11 @@ def test_cosine_and_warmup():
 def test_unknown_schedule_lists_valid_ones():
     with pytest.raises(ValueError, match="'linear'.*constant, multistep, cosine"):
         lr_at(0, lr=0.1, total=10, schedule="linear")
+
+
+def test_step_strings_in_iterations_need_no_epoch_length_and_epochs_do():
+    from lth.train.schedules import step_unit
+    assert parse_steps("40it") == 40 and parse_steps(7) == 7
+    assert step_unit("3ep") == "ep" and step_unit("40it") == step_unit(40) == "it"
+    with pytest.raises(ValueError, match="epochs"):
+        parse_steps("3ep")

@@ -5,7 +5,9 @@ import torch
 
 from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model
-from lth.train.loop import DivergedError, TrainConfig, evaluate, train
+from lth.train.config import TrainConfig
+from lth.train.evaluate import evaluate
+from lth.train.loop import DivergedError, train
 
 
 def make_stack(seeds, model="fc", **kwargs):
@@ -161,10 +163,10 @@ def test_steps_in_chunks_equal_steps_one_at_a_time(synthetic, monkeypatch, chunk
 
 
 def test_a_data_parallel_replica_trains_on_its_share_of_each_batch(synthetic, monkeypatch):
-    import lth.train.loop
-    from lth.train.loop import TrainStep, make_optimizer
+    import lth.train.step
+    from lth.train.step import TrainStep, make_optimizer
     averaged = []
-    monkeypatch.setattr(lth.train.loop, "_all_mean", lambda tensors: averaged.append(len(tensors)) or tensors)
+    monkeypatch.setattr(lth.train.step, "_all_mean", lambda tensors: averaged.append(len(tensors)) or tensors)
     stack = make_stack([0, 1])
     step = TrainStep(stack, synthetic, make_optimizer(list(stack.params.values()), CONFIGS["adam"]), [0, 1], 20,
                      graphed=False, replica=(1, 2))
@@ -183,7 +185,7 @@ def test_cuda_graphs_equal_eager_steps_on_a_gpu(synthetic, monkeypatch, optimize
     """Captured chunks (each step reads its learning rate from the plan; metrics reach the host
     without a wait) equal the same steps run eagerly (same fused optimiser, never captured) across
     warmup and a cosine schedule; NaN is still caught."""
-    from lth.train.loop import TrainStep
+    from lth.train.step import TrainStep
     cfg = TrainConfig(iterations=250, batch_size=30, optimizer=optimizer, lr=0.05, momentum=0.9, schedule="cosine",
                       warmup=20, eval_every=50, compile=compile)
     data = synthetic.to("cuda")
@@ -207,7 +209,7 @@ def test_cuda_graphs_equal_eager_steps_on_a_gpu(synthetic, monkeypatch, optimize
 def test_stacked_matrix_gradients_arrive_in_their_weights_layout(synthetic):
     """Autograd copies every gradient whose strides differ from its parameter's: stacked matrices are
     stored in the order the batched matmul computes their gradient in, so none is copied."""
-    from lth.train.loop import stacked_losses
+    from lth.train.step import stacked_losses
     stack = make_stack([0, 1])
     arrived = {}
     for name, param in stack.params.items():  # a leaf's hook sees the gradient before it is stored

@@ -1,17 +1,12 @@
-"""The exact SubsetSum solver (lth.prune.subsetsum) against brute force and a MILP, its tie-break, its errors,
-and the experiment's target cache (lth.experiments.subsetsum)."""
+"""The exact SubsetSum solver (lth.prune.subsetsum) against brute force and a MILP, its tie-break, its errors."""
 
 import math
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 import torch
 
-from lth.results import claims
 from lth.prune import subsetsum
-from lth.experiments.subsetsum import SubsetSumConfig, approximate, train_target
-from lth.train.loop import TrainConfig
 
 PAPER_LOW, PAPER_HIGH = -0.46423155069351196, 0.5407021641731262
 
@@ -133,44 +128,6 @@ def test_bad_input_is_named():
         subsetsum.solve(weights.view(2, 5), coefficients)
     with pytest.raises(ValueError, match="epsilon must be"):
         subsetsum.solve(weights, coefficients).within(0.0)
-
-
-def test_kept_claim_bands():
-    frame = pd.DataFrame([{"experiment": "pensia_subsetsum", "weights": 10, "total_weights": 10, "n": 21,
-                           "epsilon": 0.01, "max_error": 0.003, "within": 10, "kept_ratio": 9.39,
-                           "paper_range_kept_ratio": math.nan, "low": -0.3, "high": 0.4,
-                           "target_accuracy": 98.0, "approximated_accuracy": 97.7}])
-    verdicts = lambda f: claims.evaluate(claims.PENSIA_SUBSETSUM, f).verdict.tolist()
-    assert verdicts(frame) == ["reproduced", "partly", "reproduced", "reproduced"]
-    assert verdicts(frame.assign(kept_ratio=11.0, max_error=0.015, within=9)) == \
-        ["partly", "partly", "reproduced", "partly"]
-    assert verdicts(frame.assign(kept_ratio=13.0, max_error=0.03)) == \
-        ["not reproduced", "partly", "reproduced", "not reproduced"]
-
-
-def test_target_is_cached_and_a_sample_is_solved(tmp_path):
-    config = SubsetSumConfig(dataset="synthetic", widths=(16,))
-    train_cfg = TrainConfig(iterations="4it", batch_size=8, eval_every="2it")
-    first = train_target(config, train_cfg, root=tmp_path, device="cpu")
-    again = train_target(config, train_cfg, root=tmp_path, device="cpu")
-    assert first.trained_now and not again.trained_now
-    for name, weight in first.layers.items():
-        assert torch.equal(weight, again.layers[name])
-    assert set(again.metrics.split) >= {"val", "test"}
-
-    flat = torch.cat([w.flatten() for w in first.layers.values()])
-    low, high = subsetsum.coefficient_range(first.layers.values())
-    part = approximate(flat, 12, 0.01, low, high, seed=0, sample=50)
-    assert part.count == 50 and torch.equal(part.indices, part.indices.sort().values)
-    assert torch.equal(part.weights, flat.double()[part.indices])
-    assert part.max_error <= 0.01
-
-
-def test_cli_runs_the_experiment(tmp_path, capsys):
-    from lth import cli
-    assert cli.main(["run", "pensia_subsetsum", "-p", "smoke", "--root", str(tmp_path), "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "run folder:" in out and "2,000 (a seeded sample)" in out and "2 of 2 weights: the same subset" in out
 
 
 def test_a_weight_highs_cannot_solve_is_reported_not_fatal(monkeypatch):

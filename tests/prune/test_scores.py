@@ -1,21 +1,18 @@
 """Pruning at initialisation and random pruning: exact densities, the layer rules, the scores by
-hand, layer collapse, and the driver's result store."""
+hand, layer collapse (lth.prune.scores, lth.prune.densities)."""
 
 import math
 
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from lth.experiments import pai
+from lth.prune import densities as layer_rules, scores as pruners
 from lth.prune import targets as pruning
-from lth.results.analysis import per_network
 from lth.data import batch_indices, load_splits
 from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model
-from lth.train.loop import TrainConfig
 
 SHAPE = (1, 8, 8)
 WIDTHS = (32, 16)  # layers of 2048, 512 and 160 weights
@@ -30,18 +27,18 @@ def kept(masks):
 
 
 def sizes_shapes_kinds(stack):
-    return pruning.layer_sizes(stack), pai.layer_shapes(stack), stack.kinds
+    return pruning.layer_sizes(stack), layer_rules.layer_shapes(stack), stack.kinds
 
 
 # ---- exact densities ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", pai.SCORED)
+@pytest.mark.parametrize("method", pruners.SCORED)
 @pytest.mark.parametrize("scope", pruning.SCOPES)
 def test_scored_methods_hit_the_target_count_exactly(synthetic, method, scope):
     stack = fc_stack()
     total = sum(pruning.layer_sizes(stack).values())
     for density in (0.5, 0.1, 0.013):
-        masks = pai.prune_at_init(stack, method, density, scope, data=synthetic, batch_size=20, rounds=20,
+        masks = pruners.prune_at_init(stack, method, density, scope, data=synthetic, batch_size=20, rounds=20,
                                   layer_collapse_ok=True)  # GraSP empties a layer at 1.3%: tested below
         assert kept(masks) == [pruning.keep_count(total, density)] * 2
         if scope == "layerwise":  # every layer at the density, to the weight
@@ -52,24 +49,24 @@ def test_scored_methods_hit_the_target_count_exactly(synthetic, method, scope):
 
 def test_synflow_with_its_100_rounds_hits_the_target_count_exactly():
     stack = fc_stack()
-    masks = pai.prune_at_init(stack, "synflow", 0.013)
+    masks = pruners.prune_at_init(stack, "synflow", 0.013)
     assert kept(masks) == [pruning.keep_count(2720, 0.013)] * 2
 
 
-@pytest.mark.parametrize("method", pai.RANDOM)
+@pytest.mark.parametrize("method", pruners.RANDOM)
 def test_random_methods_hit_the_rule_counts_exactly(method):
     stack = fc_stack()
     sizes, shapes, kinds = sizes_shapes_kinds(stack)
     density = 0.2
-    masks = pai.prune_at_init(stack, method, density, seeds=[5, 6])
-    groups = pai.random_targets(sizes, shapes, kinds, density, method.removeprefix("random_"))
+    masks = pruners.prune_at_init(stack, method, density, seeds=[5, 6])
+    groups = layer_rules.random_targets(sizes, shapes, kinds, density, method.removeprefix("random_"))
     pruning.check_density(masks, groups)
     assert kept(masks) == [pruning.keep_count(sum(sizes.values()), density)] * 2
 
 
 def test_masks_apply_through_the_stack(synthetic):
     stack = fc_stack()
-    stack.set_masks(pai.prune_at_init(stack, "snip", 0.1, data=synthetic, batch_size=20))
+    stack.set_masks(pruners.prune_at_init(stack, "snip", 0.1, data=synthetic, batch_size=20))
     assert torch.allclose(stack.density(), torch.full((2,), pruning.keep_count(2720, 0.1) / 2720))
     for name, mask in stack.masks.items():
         assert torch.all(stack.params[name][mask == 0] == 0)
@@ -77,10 +74,10 @@ def test_masks_apply_through_the_stack(synthetic):
 
 def test_synflow_and_magnitude_keep_already_pruned_weights_pruned():
     stack = fc_stack()
-    first = pai.prune_at_init(stack, "magnitude", 0.5)
+    first = pruners.prune_at_init(stack, "magnitude", 0.5)
     stack.set_masks(first)
     for method in ("magnitude", "synflow"):
-        second = pai.prune_at_init(stack, method, 0.2, rounds=10)
+        second = pruners.prune_at_init(stack, method, 0.2, rounds=10)
         assert all(torch.all(second[n] <= first[n]) for n in first)
 
 
@@ -94,10 +91,10 @@ CONV = {"conv.0.weight": (16, 3, 3, 3), "conv.1.weight": (32, 16, 3, 3), "fc.0.w
 def rule(shapes, density, name):
     sizes = {n: math.prod(s) for n, s in shapes.items()}
     kinds = {n: "fc" for n in shapes}
-    return sizes, pai.layer_densities(sizes, shapes, kinds, density, name)
+    return sizes, layer_rules.layer_densities(sizes, shapes, kinds, density, name)
 
 
-@pytest.mark.parametrize("name", pai.RULES)
+@pytest.mark.parametrize("name", layer_rules.RULES)
 @pytest.mark.parametrize("density", [0.5, 0.05, 0.01])
 def test_every_rule_keeps_the_target_in_total(name, density):
     for shapes in (LENET, CONV):
@@ -105,7 +102,7 @@ def test_every_rule_keeps_the_target_in_total(name, density):
         assert sum(densities[n] * sizes[n] for n in sizes) == pytest.approx(density * sum(sizes.values()), rel=1e-9)
         assert all(0 <= d <= 1 for d in densities.values())
         total = pruning.keep_count(sum(sizes.values()), density)
-        assert sum(pai.keep_counts(sizes, densities, total).values()) == total
+        assert sum(layer_rules.keep_counts(sizes, densities, total).values()) == total
 
 
 def test_erk_follows_its_formula_and_is_denser_in_smaller_layers():
@@ -163,26 +160,26 @@ def test_uniform_is_the_density_everywhere():
 
 def test_keep_counts_round_to_an_exact_total_near_the_ideal():
     sizes = {"a": 7, "b": 7, "c": 7}
-    counts = pai.keep_counts(sizes, {"a": 0.5, "b": 0.5, "c": 0.5}, 10)
+    counts = layer_rules.keep_counts(sizes, {"a": 0.5, "b": 0.5, "c": 0.5}, 10)
     assert sum(counts.values()) == 10 and all(3 <= c <= 4 for c in counts.values())
     with pytest.raises(ValueError, match="cannot keep"):
-        pai.keep_counts(sizes, {"a": 1, "b": 1, "c": 1}, 22)
+        layer_rules.keep_counts(sizes, {"a": 1, "b": 1, "c": 1}, 22)
 
 
 # ---- determinism, collapse, errors ----------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["snip", "grasp", "synflow", "random_erk"])
 def test_a_fixed_seed_gives_the_same_masks(synthetic, method):
-    one = pai.prune_at_init(fc_stack(), method, 0.1, data=synthetic, seeds=[7, 8], batch_size=20, rounds=20)
-    two = pai.prune_at_init(fc_stack(), method, 0.1, data=synthetic, seeds=[7, 8], batch_size=20, rounds=20)
+    one = pruners.prune_at_init(fc_stack(), method, 0.1, data=synthetic, seeds=[7, 8], batch_size=20, rounds=20)
+    two = pruners.prune_at_init(fc_stack(), method, 0.1, data=synthetic, seeds=[7, 8], batch_size=20, rounds=20)
     assert all(torch.equal(one[n], two[n]) for n in one)
 
 
 def test_random_masks_differ_between_seeds_and_not_with_the_stack():
     stack = fc_stack()
-    masks = pai.prune_at_init(stack, "random_uniform", 0.1, seeds=[1, 2])
+    masks = pruners.prune_at_init(stack, "random_uniform", 0.1, seeds=[1, 2])
     assert not torch.equal(masks["fc.0.weight"][0], masks["fc.0.weight"][1])
-    alone = pai.prune_at_init(fc_stack(seeds=(1,)), "random_uniform", 0.1, seeds=[2])
+    alone = pruners.prune_at_init(fc_stack(seeds=(1,)), "random_uniform", 0.1, seeds=[2])
     assert torch.equal(alone["fc.0.weight"][0], masks["fc.0.weight"][1])  # a network's mask is its own
 
 
@@ -190,25 +187,25 @@ def test_layer_collapse_raises_naming_the_layer_unless_allowed():
     stack = fc_stack()
     with torch.no_grad():
         stack.params["fc.1.weight"].mul_(1e-6)  # the smallest weights of all: magnitude drops them first
-    with pytest.raises(pai.LayerCollapse, match=r"fc\.1\.weight \(networks \[0, 1\]\)"):
-        pai.prune_at_init(stack, "magnitude", 0.2)
-    masks = pai.prune_at_init(stack, "magnitude", 0.2, layer_collapse_ok=True)
+    with pytest.raises(pruners.LayerCollapse, match=r"fc\.1\.weight \(networks \[0, 1\]\)"):
+        pruners.prune_at_init(stack, "magnitude", 0.2)
+    masks = pruners.prune_at_init(stack, "magnitude", 0.2, layer_collapse_ok=True)
     assert kept({"x": masks["fc.1.weight"]}) == [0, 0]
-    with pytest.raises(pai.LayerCollapse, match=r"fc\.2\.weight"):
-        pai.prune_at_init(fc_stack(), "random_pyramidal", 0.1)  # p^3 of 160 weights rounds to 0
+    with pytest.raises(pruners.LayerCollapse, match=r"fc\.2\.weight"):
+        pruners.prune_at_init(fc_stack(), "random_pyramidal", 0.1)  # p^3 of 160 weights rounds to 0
 
 
 def test_unknown_method_and_bad_density_say_what_is_valid(synthetic):
     stack = fc_stack()
     with pytest.raises(ValueError, match="unknown pruning-at-init method 'snipp'; valid: snip, grasp, synflow"):
-        pai.prune_at_init(stack, "snipp", 0.1)
+        pruners.prune_at_init(stack, "snipp", 0.1)
     for density in (0, 1.5, -0.1):
         with pytest.raises(ValueError, match=r"density must be in \(0, 1\]"):
-            pai.prune_at_init(stack, "snip", density, data=synthetic)
+            pruners.prune_at_init(stack, "snip", density, data=synthetic)
     with pytest.raises(ValueError, match="snip scores weights on a minibatch: pass data"):
-        pai.prune_at_init(stack, "snip", 0.1)
+        pruners.prune_at_init(stack, "snip", 0.1)
     with pytest.raises(ValueError, match="unknown pruning scope"):
-        pai.prune_at_init(stack, "magnitude", 0.1, scope="local")
+        pruners.prune_at_init(stack, "magnitude", 0.1, scope="local")
 
 
 # ---- the scores ---------------------------------------------------------------------------------
@@ -217,23 +214,23 @@ def test_synflow_needs_no_data_and_ignores_it():
     other = load_splits("synthetic", synthetic_shape=SHAPE, synthetic_sizes=(300, 50, 50), synthetic_classes=10)
     shifted = load_splits("synthetic", synthetic_shape=SHAPE, synthetic_sizes=(500, 60, 60), seed=3)
     stack = fc_stack()
-    without = pai.prune_at_init(stack, "synflow", 0.05, rounds=20)
+    without = pruners.prune_at_init(stack, "synflow", 0.05, rounds=20)
     for data in (other, shifted):
-        with_data = pai.prune_at_init(stack, "synflow", 0.05, data=data, rounds=20)
+        with_data = pruners.prune_at_init(stack, "synflow", 0.05, data=data, rounds=20)
         assert all(torch.equal(without[n], with_data[n]) for n in without)
 
 
 def test_synflow_on_a_batchnorm_resnet_is_finite_and_leaves_statistics_alone():
     stack = NetworkStack.build(lambda s: build_model("resnet20", (3, 8, 8), 10, seed=s, width=4), [0])
     before = {n: b.clone() for n, b in stack.buffers.items()}
-    scores = pai.synflow_scores(stack, (3, 8, 8))
+    scores = pruners.synflow_scores(stack, (3, 8, 8))
     assert all(torch.isfinite(s).all() and (s >= 0).all() for s in scores.values())
     assert sum(float(s.sum()) for s in scores.values()) > 0
-    masks = pai.prune_at_init(stack, "synflow", 0.1, input_shape=(3, 8, 8), rounds=5, layer_collapse_ok=True)
+    masks = pruners.prune_at_init(stack, "synflow", 0.1, input_shape=(3, 8, 8), rounds=5, layer_collapse_ok=True)
     assert kept(masks) == [pruning.keep_count(sum(pruning.layer_sizes(stack).values()), 0.1)]
     assert all(torch.equal(before[n], stack.buffers[n]) for n in before)
     with pytest.raises(ValueError, match="input_shape"):
-        pai.prune_at_init(stack, "synflow", 0.1)
+        pruners.prune_at_init(stack, "synflow", 0.1)
 
 
 def by_hand(stack, synthetic, seeds, batch_size, grad_fn):
@@ -252,7 +249,7 @@ def test_snip_scores_are_w_times_grad_normalised():
     data = load_splits("synthetic", synthetic_shape=SHAPE, synthetic_sizes=(300, 50, 50))
     stack = fc_stack(seeds=(3, 4), widths=(4,))
     seeds = [11, 12]
-    scores = pai.snip_scores(stack, data, seeds, batch_size=16)
+    scores = pruners.snip_scores(stack, data, seeds, batch_size=16)
 
     def snip(model, x, y):
         loss = F.cross_entropy(model(x), y)
@@ -271,7 +268,7 @@ def test_grasp_scores_are_w_times_hessian_gradient():
     data = load_splits("synthetic", synthetic_shape=SHAPE, synthetic_sizes=(300, 50, 50))
     stack = fc_stack(seeds=(3, 4), widths=(4,))
     seeds = [11, 12]
-    scores = pai.grasp_scores(stack, data, seeds, batch_size=16, temperature=2.0)
+    scores = pruners.grasp_scores(stack, data, seeds, batch_size=16, temperature=2.0)
 
     def grasp(model, x, y):
         weights = [model.fc[0].weight, model.fc[1].weight]
@@ -293,95 +290,3 @@ def test_grasp_scores_are_w_times_hessian_gradient():
     for m, expected in enumerate(by_hand(stack, data, seeds, 16, grasp)):
         for name, want in zip(("fc.0.weight", "fc.1.weight"), expected):
             assert torch.allclose(scores[name][m].flatten(), want, rtol=1e-3, atol=1e-8)
-
-
-# ---- the driver ---------------------------------------------------------------------------------
-
-FAST = TrainConfig(iterations=20, batch_size=20, optimizer="sgd", lr=0.05, momentum=0.9, eval_every=10)
-
-
-def small_config(**overrides):
-    config = dict(experiment="p", dataset="synthetic", model="fc", model_kwargs={"widths": (32, 16)},
-                  methods=("snip", "random_erk"), densities=(0.5, 0.1), trials=2)
-    config.update(overrides)
-    return pai.PaiConfig(**config)
-
-
-def test_run_pai_writes_metrics_that_per_network_reads_and_reruns_skip(tmp_path, synthetic, monkeypatch):
-    metrics = pai.run_pai(small_config(), FAST, root=tmp_path, device="cpu", data=synthetic)
-    assert list(metrics.columns) == ["experiment", "trial", "level", "density", "control", "replicate",
-                                     "iteration", "split", "metric", "value"]
-    networks = per_network(metrics)
-    assert len(networks) == 2 * 2 * 2  # methods x trials x densities
-    assert set(networks.control) == {"snip", "random_erk"} and set(networks.level) == {0, 1}
-    assert set(networks.replicate) == {0}
-    for level, density in enumerate((0.5, 0.1)):
-        realised = networks[networks.level == level].density
-        assert realised.to_numpy() == pytest.approx(pruning.keep_count(2720, density) / 2720)
-    layers = pai.layer_table(metrics)
-    assert set(layers.layer) == {"fc.0.weight", "fc.1.weight", "fc.2.weight"}
-    run_dir = next(tmp_path.glob("p/*"))
-    assert (run_dir / "done" / "snip").exists() and (run_dir / "done" / "random_erk").exists()
-
-    monkeypatch.setattr(pai, "train", lambda *a, **k: pytest.fail("a finished method was trained again"))
-    again = pai.run_pai(small_config(), FAST, root=tmp_path, device="cpu", data=synthetic)
-    pd.testing.assert_frame_equal(again, metrics)
-
-
-def test_adding_a_method_trains_only_that_method_in_the_same_folder(tmp_path, synthetic, monkeypatch):
-    first = pai.PaiExperiment(small_config(methods=("magnitude",)), FAST, root=tmp_path, device="cpu", data=synthetic)
-    first.run_all()
-    trained = []
-    real_train = pai.train
-    monkeypatch.setattr(pai, "train", lambda *a, **k: trained.append(k["desc"]) or real_train(*a, **k))
-    second = pai.PaiExperiment(small_config(methods=("magnitude", "synflow")), FAST, root=tmp_path, device="cpu",
-                               data=synthetic)
-    assert second.run.path == first.run.path
-    metrics = second.run_all()
-    assert trained == ["p synflow"]
-    assert set(metrics.control) == {"magnitude", "synflow"}
-
-
-def test_pai_config_validates_and_registers_with_gin():
-    with pytest.raises(ValueError, match="unknown pruning-at-init method"):
-        pai.PaiConfig(methods=("snip", "obd"))
-    with pytest.raises(ValueError, match=r"density must be in \(0, 1\]"):
-        pai.PaiConfig(densities=(0.1, 2.0))
-    from lth.config import load
-    load(["pai_lenet300"], profile="smoke", bindings=["PaiConfig.trials = 3"])
-    config, train_cfg = pai.configs()
-    assert config.experiment == "pai_lenet300" and config.trials == 3 and config.dataset == "synthetic"
-    assert train_cfg.optimizer == "sgd" and train_cfg.milestones == ("20it",)  # the profile's pai/ scope
-    assert TrainConfig().milestones == ("25000it", "50000it")  # outside the scope: the recipe's
-    load(["pai_lenet5_caffe"], profile="paper")
-    config, train_cfg = pai.configs()
-    assert config.densities == (0.02, 0.01) and train_cfg.iterations == "75000it"
-
-
-def test_the_cli_runs_a_pai_recipe(tmp_path, capsys):
-    from lth.cli import main
-    recipe = tmp_path / "pai_tiny.gin"
-    recipe.write_text("PaiConfig.experiment = 'pai_tiny'\nPaiConfig.dataset = 'synthetic'\n"
-                      "PaiConfig.model = 'fc'\nPaiConfig.model_kwargs = {'widths': (16,)}\n"
-                      "PaiConfig.methods = ('magnitude',)\nPaiConfig.densities = (0.1,)\n"
-                      "TrainConfig.iterations = '10it'\nTrainConfig.batch_size = 50\nTrainConfig.eval_every = 10\n")
-    assert main(["run", str(recipe), "--root", str(tmp_path / "runs"), "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "pai_tiny" in out and "magnitude" in out and "10.00" in out  # remaining_% of the one level
-
-
-def test_a_killed_method_resumes_to_the_same_numbers(tmp_path, synthetic):
-    cfg = TrainConfig(iterations=30, batch_size=20, optimizer="sgd", lr=0.05, momentum=0.9, eval_every=10,
-                      checkpoint_every=10)
-    config = small_config(methods=("snip",))
-    whole = pai.run_pai(config, cfg, root=tmp_path / "whole", device="cpu", data=synthetic)
-
-    def kill(iteration, stack):
-        if iteration == 30:
-            raise KeyboardInterrupt
-    killed = pai.PaiExperiment(config, cfg, root=tmp_path / "killed", device="cpu", data=synthetic, callbacks=[kill])
-    with pytest.raises(KeyboardInterrupt):
-        killed.run_all()
-    assert killed.run.load_checkpoint("snip_progress")["iteration"] == 20
-    resumed = pai.run_pai(config, cfg, root=tmp_path / "killed", device="cpu", data=synthetic)
-    pd.testing.assert_frame_equal(resumed, whole)

@@ -1,0 +1,308 @@
+"""Instability analysis and linear mode connectivity (Frankle, Dziugaite, Roy, Carbin 2020) as a kind.
+
+For each trial, a network trained from its initialisation W0 is forked at each iteration k of a
+ladder (``rewind_iterations``): two copies of W_k train to the end of the schedule (iterations k..T,
+fresh optimiser state, the schedule continued from k) with different data orders. The error of the
+networks on the straight line between the two ends, at ``points`` evenly spaced α, gives the
+instability: max_α error(α) − mean(error(0), error(1)), on test and on train data
+(`lth.train.interpolate`).
+
+IMP subnetworks (Algorithm 2 of the paper, IMP with rewinding to k): level 0 is the dense network;
+level L ≥ 1 keeps the largest-magnitude surviving weights of level L − 1's copy 0 trained to the end
+(from the same k), at the level's target density (`lth.prune.targets`, as `lth.experiments.imp`),
+and rewinds them to W_k. Every level is forked and interpolated as the dense one. The masks are
+found here (not read from another run), so each k has its own IMP ladder, as in the paper.
+
+Jobs, in order:
+  ``parent``            the trials' dense networks trained from W0 to T; W_k saved at each k.
+  ``level_LL_k<k>``     per level L and k: 2 copies x trials, from m_L ⊙ W_k, trained k..T.
+                        (One stack per k: `lth.train.loop.train` starts a whole stack at one
+                        iteration, so copies forked at different k cannot share a stack.)
+  ``interpolation``     compute: the path errors of every (level, k, trial) pair, written to the
+                        store as rows of split `PATH_SPLIT` (done marker: computed once).
+
+Rows: the training jobs' tidy rows with control ``k<k>`` and replicate = the copy (0, 1); the parent's
+control is ``parent``. Path rows: control ``k<k>``, replicate 0, split `PATH_SPLIT`, iteration = the
+point's index p (α = p / (points − 1)), metric ``test_error``, ``train_error``, ``test_loss``,
+``train_loss`` (errors as fractions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from lth import validate as v
+from lth.data import Split, derive_seed
+from lth.experiments.registry import Kind, check_common, operative_text, register
+from lth.experiments.runner import Context, Job
+from lth.nets.models import build_model, prunable_weights
+from lth.nets.stack import NetworkStack
+from lth.prune import targets as pruning
+from lth.prune.masks import magnitude_masks
+from lth.schema import Member
+from lth.train.config import TrainConfig
+from lth.train.interpolate import MIN_POINTS, grid, path_errors
+
+ROLE = "lmc"            # the gin scope of this kind's TrainConfig (lmc/TrainConfig.*)
+PARENT = "parent"       # control of the parents' rows
+PATH_SPLIT = "path"     # split of the interpolation rows
+PATH_KEY = "interpolation"
+COPIES = 2
+
+
+def control(k: int) -> str:
+    """The control column of networks forked at iteration k, e.g. 'k500'."""
+    return f"k{k}"
+
+
+def k_of(control_name: str) -> int:
+    """Inverse of `control`; ValueError for another control."""
+    if not (isinstance(control_name, str) and control_name.startswith("k") and control_name[1:].isdigit()):
+        raise ValueError(f"{control_name!r} is not a fork control ('k<iteration>')")
+    return int(control_name[1:])
+
+
+@dataclass(frozen=True)
+class LmcConfig:
+    """Instability analysis (linear mode connectivity) of dense networks and IMP subnetworks.
+
+    Attributes:
+        experiment: run name (default ``"lmc"``).
+        dataset, model, model_kwargs, init, seed, split_seed: as `lth.experiments.imp.ImpConfig`;
+            synthetic_shape: (C, H, W) of ``synthetic`` data (default (1, 28, 28)).
+        trials: independent initialisations, >= 1 (default 3); each gives one pair per (level, k).
+        rewind_iterations: the ladder of fork points k, distinct and increasing, each an int of
+            iterations or a step string ('500it', '2ep'); every k must lie in [0, T) of the schedule
+            and k > 0 must be a multiple of the TrainConfig's eval_every (W_k is taken at an
+            evaluation) (default (0, '100it', '500it', '2000it')).
+        points: α values on [0, 1], both ends included, >= 3 (default 30, the paper's).
+        levels: IMP levels after the dense one, >= 0 (default 0: dense networks only).
+        rates: fraction of surviving weights pruned per level, by layer kind (default fc 0.2, output 0.1).
+        scope: ``layerwise`` (default) or ``global``.
+        train_eval_examples: training examples (a seeded sample) on which train error along the path
+            is measured, >= 0; 0 = the whole training split (default 0).
+        bn_examples: training examples (a seeded sample) on which BatchNorm statistics are recomputed
+            at each point, >= 1 (default 10000; unused without BatchNorm).
+        layer_collapse_ok: train networks that lost a whole layer (default False: refuse).
+    """
+    experiment: str = "lmc"
+    dataset: str = "mnist"
+    synthetic_shape: tuple = (1, 28, 28)
+    model: str = "lenet300"
+    model_kwargs: dict = field(default_factory=dict)
+    init: str = "glorot_normal"
+    trials: int = 3
+    rewind_iterations: tuple = (0, "100it", "500it", "2000it")
+    points: int = 30
+    levels: int = 0
+    rates: dict = field(default_factory=lambda: {"fc": 0.2, "output": 0.1})
+    scope: str = "layerwise"
+    train_eval_examples: int = 0
+    bn_examples: int = 10000
+    seed: int = 0
+    split_seed: int = 0
+    layer_collapse_ok: bool = False
+
+    def __post_init__(self):
+        check_common(self)
+        v.items(self, "rewind_iterations", empty=False, distinct=True)
+        for k in self.rewind_iterations:
+            try:
+                pruning_free_steps(k)
+            except ValueError:
+                v.fail(self, "rewind_iterations", "iterations >= 0: ints or step strings like '500it' or '2ep'")
+        if isinstance(self.points, bool) or not isinstance(self.points, int) or self.points < MIN_POINTS:
+            v.fail(self, "points", f"an int >= {MIN_POINTS} (both ends of the path and at least one point "
+                                   "between; the paper uses 30)")
+        v.integer(self, "levels", minimum=0)
+        v.mapping(self, "rates")
+        for kind, rate in self.rates.items():
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                v.fail(self, "rates", f"fractions pruned per level in [0, 1) by layer kind, e.g. "
+                                      f"{{'fc': 0.2, 'output': 0.1}} ({kind!r}: {rate!r})")
+        v.choice(self, "scope", pruning.SCOPES)
+        v.integer(self, "train_eval_examples", minimum=0)
+        v.integer(self, "bn_examples", minimum=1)
+
+
+def pruning_free_steps(k) -> None:
+    """ValueError unless ``k`` is a duration (int >= 0 or '<n>it' / '<n>ep')."""
+    from lth.train.schedules import parse_steps
+    if isinstance(k, bool) or parse_steps(k, 1) < 0:
+        raise ValueError(k)
+
+
+class LmcPlan:
+    """The fixed parts of an instability run: the fork points, the IMP targets, the members."""
+
+    def __init__(self, ctx: Context):
+        cfg, self.ctx = ctx.config, ctx
+        train = ctx.trains[ROLE]
+        steps = train.steps(len(ctx.data.train))
+        self.total = steps.total
+        ks = [ctx.steps_of(k, ROLE) for k in cfg.rewind_iterations]
+        for given, k in zip(cfg.rewind_iterations, ks):
+            if not 0 <= k < steps.total:
+                raise ValueError(f"LmcConfig.rewind_iterations: {given!r} = iteration {k} is at or beyond the end "
+                                 f"of training ({steps.total} iterations): a fork point must lie in [0, {steps.total})")
+            if k and k % steps.eval_every:
+                raise ValueError(f"LmcConfig.rewind_iterations: {given!r} = iteration {k} is not a multiple of "
+                                 f"{ROLE}/TrainConfig.eval_every ({steps.eval_every} iterations); W_k is taken at an "
+                                 "evaluation: choose k on that grid or make eval_every divide every k")
+        if ks != sorted(ks) or len(set(ks)) != len(ks):
+            raise ValueError(f"LmcConfig.rewind_iterations {tuple(cfg.rewind_iterations)!r} = iterations {ks}: "
+                             "they must be distinct and increasing")
+        self.ks = ks
+        template = self.model(0)
+        kinds = prunable_weights(template)
+        sizes = {name: p.numel() for name, p in template.named_parameters() if name in kinds}
+        self.targets = [pruning.targets(sizes, kinds, cfg.rates, level, cfg.scope) for level in range(cfg.levels + 1)]
+        self.snapshots: dict[int, dict] = {}
+
+    def model(self, seed: int) -> torch.nn.Module:
+        cfg, data = self.ctx.config, self.ctx.data
+        return build_model(cfg.model, data.input_shape, data.num_classes, init=cfg.init, seed=seed, **cfg.model_kwargs)
+
+    def template(self) -> torch.nn.Module:
+        return self.model(0).to("meta")
+
+    def densities(self) -> list[float]:
+        return [pruning.overall_density(groups) for groups in self.targets]
+
+    def copy_seed(self, trial: int, level: int, k: int, copy: int) -> int:
+        return derive_seed("lmc_copy", self.ctx.config.seed, trial, level, k, copy)
+
+    # ---- the parent: W0 -> T, W_k kept at every k ----------------------------------------------
+    def parent_job(self) -> Job:
+        ctx = self.ctx
+        members = [Member(t, 0, PARENT) for t in ctx.trials]
+        return Job(key="parent", members=members, build=self.parent_stack, train_cfg=ctx.trains[ROLE],
+                   data_seeds=[ctx.data_seed(t) for t in ctx.trials], callbacks=[self.snapshot],
+                   after=lambda stack, history, snapshot: self.parent_state(),
+                   labels=[f"parent trial {m.trial}" for m in members])
+
+    def parent_stack(self) -> NetworkStack:
+        stack = NetworkStack.build(self.model, [self.ctx.init_seed(t) for t in self.ctx.trials], self.ctx.device)
+        self.snapshots[0] = stack.state()
+        return stack
+
+    def snapshot(self, iteration: int, stack: NetworkStack) -> None:
+        """Callback: keep W_k (saved at once, so a resumed parent still has the k it passed)."""
+        if iteration in self.ks and iteration > 0 and stack.size == len(self.ctx.trials):
+            state = stack.state()
+            self.snapshots[iteration] = state
+            self.ctx.run.save_checkpoint(self.ctx.key(f"parent_w{iteration}"), state)
+
+    def parent_state(self) -> dict:
+        rewind = {}
+        for k in self.ks:
+            if k not in self.snapshots:  # passed before a resume: saved by that process
+                state = self.ctx.run.load_checkpoint(self.ctx.key(f"parent_w{k}"))
+                if state is None:
+                    raise FileNotFoundError(f"W_{k} of the parent run is missing from {self.ctx.run.path}; "
+                                            f"delete {self.ctx.run.path / 'done'} entries of this run to retrain")
+                self.snapshots[k] = state
+            rewind[k] = self.snapshots[k]
+        return {"rewind": rewind}
+
+    # ---- the forks: level L, iteration k -------------------------------------------------------
+    def members(self, level: int, k: int) -> list[Member]:
+        return [Member(t, level, control(k), c) for t in self.ctx.trials for c in range(COPIES)]
+
+    def key(self, level: int, k: int) -> str:
+        return f"level_{level:02d}_k{k}"
+
+    def fork_job(self, level: int, k: int) -> Job:
+        ctx, members = self.ctx, self.members(level, k)
+        return Job(key=self.key(level, k), members=members, build=lambda: self.fork_stack(level, k),
+                   train_cfg=ctx.trains[ROLE], start=k,
+                   data_seeds=[self.copy_seed(m.trial, level, k, m.replicate) for m in members],
+                   after=lambda stack, history, snapshot: {"final": stack.state()},
+                   labels=[f"level {level} k {k} trial {m.trial} copy {m.replicate}" for m in members])
+
+    def fork_stack(self, level: int, k: int) -> NetworkStack:
+        """2 copies per trial of m_L ⊙ W_k (member order: trial-major, copy-minor)."""
+        ctx, trials = self.ctx, len(self.ctx.trials)
+        rewound = ctx.state("parent")["rewind"][k]
+        rewound = {g: {n: t.to(ctx.device) for n, t in rewound[g].items()} for g in ("params", "buffers")}
+        if level == 0:
+            masks = {n: torch.ones_like(rewound["params"][n]) for n in prunable_weights(self.template())}
+        else:
+            previous = ctx.state(self.key(level - 1, k))["final"]
+            copy0 = {g: {n: t[0::COPIES].to(ctx.device) for n, t in previous[g].items()}
+                     for g in ("params", "buffers", "masks")}
+            tickets = NetworkStack.from_states(self.template(), [copy0])
+            masks = {n: m.to(rewound["params"][n].dtype) for n, m in magnitude_masks(tickets, self.targets[level]).items()}
+        twice = lambda t: t.repeat_interleave(COPIES, dim=0)
+        state = {"params": {n: twice(t) for n, t in rewound["params"].items()},
+                 "buffers": {n: twice(t) for n, t in rewound["buffers"].items()},
+                 "masks": {n: twice(m) for n, m in masks.items()}}
+        stack = NetworkStack.from_states(self.template(), [state])
+        pruning.check_density({n: m[::COPIES][:trials] for n, m in stack.masks.items()}, self.targets[level])
+        return stack
+
+    # ---- the paths -------------------------------------------------------------------------------
+    def path_job(self) -> Job:
+        return Job(key=PATH_KEY, compute=self.paths)
+
+    def paths(self) -> str:
+        """Path rows of every (level, k, trial) pair into the store, once (a done marker)."""
+        ctx, cfg, run = self.ctx, self.ctx.config, self.ctx.run
+        key = ctx.key(PATH_KEY)
+        if run.is_done(key):
+            return "reused"
+        alphas = grid(cfg.points)
+        splits = {"test": ctx.data.test, "train": self._sample(cfg.train_eval_examples, "train_eval")}
+        bn_x = self._sample(cfg.bn_examples, "bn").x
+        eval_batch = ctx.trains[ROLE].eval_batch_size
+        rows, densities = [], self.densities()
+        for level in range(cfg.levels + 1):
+            for k in self.ks:
+                final = ctx.state(self.key(level, k))["final"]
+                ends = [{g: {n: t[c::COPIES].to(ctx.device) for n, t in final[g].items()}
+                         for g in ("params", "buffers", "masks")} for c in range(COPIES)]
+                found = path_errors(self.template(), ends[0], ends[1], alphas, splits, bn_x=bn_x,
+                                    bn_batch_size=ctx.trains[ROLE].batch_size, eval_batch_size=eval_batch)
+                for metric, values in found.items():
+                    for p in range(len(alphas)):
+                        for i, trial in enumerate(ctx.trials):
+                            rows.append({"experiment": cfg.experiment, "trial": trial, "level": level,
+                                         "density": densities[level], "control": control(k), "replicate": 0,
+                                         "iteration": p, "split": PATH_SPLIT, "metric": metric,
+                                         "value": float(values[p, i])})
+        run.write_metrics(key, rows)
+        run.mark_done(key)
+        return "computed"
+
+    def _sample(self, count: int, purpose: str) -> Split:
+        """A seeded sample of ``count`` training examples (the whole split for 0 or count >= its size)."""
+        train = self.ctx.data.train
+        if count == 0 or count >= len(train):
+            return train
+        generator = torch.Generator().manual_seed(derive_seed(purpose, self.ctx.config.seed))
+        index = torch.randperm(len(train), generator=generator)[:count].to(train.y.device)
+        return Split(train.x[index], train.y[index])
+
+
+def jobs(ctx: Context) -> Iterator[Job]:
+    plan = LmcPlan(ctx)  # validates the fork points before any folder or training
+    return iter([plan.parent_job(), *(plan.fork_job(level, k) for level in range(ctx.config.levels + 1)
+                                      for k in plan.ks), plan.path_job()])
+
+
+def operative_config(config: LmcConfig, train_cfg: TrainConfig) -> str:
+    """The bindings that determine an instability run's results, as loadable gin text."""
+    return operative_text(config, {ROLE: train_cfg}, {ROLE: f"{ROLE}/"})
+
+
+def _manifest(ctx: Context) -> dict:
+    plan = LmcPlan(ctx)
+    return {"levels": len(plan.targets), "densities": plan.densities(), "rewind_iterations": plan.ks,
+            "points": ctx.config.points}
+
+
+KIND = register(Kind("lmc", LmcConfig, (ROLE,), jobs, lambda config, trains: operative_config(config, trains[ROLE]),
+                     manifest=_manifest))
