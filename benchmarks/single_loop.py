@@ -46,7 +46,7 @@ class SingleLoop:
         self.device, self.batch, self.precision = device, batch, precision
         self.graphs_on = graphs and device.type == "cuda"
         self.chunk = chunk if self.graphs_on else 1
-        conv = x.dim() == 4 and x.shape[-1] > 1 and model_name != "lenet300"
+        conv = model_name != "lenet300"
         self.layout = torch.channels_last if conv and device.type == "cuda" else torch.contiguous_format
         self.source = x.to(device)
         self.x = self.source.clone().contiguous(memory_format=self.layout)  # this epoch's (augmented) images
@@ -58,9 +58,9 @@ class SingleLoop:
         params = dict(self.model.named_parameters())
         names = list(prunable_weights(self.model))
         self.weights = [params[n] for n in names]
-        self.masks = [(torch.rand(p.shape, generator=self.generator, device=device) < 0.5).to(p.dtype)
-                      .contiguous(memory_format=torch.channels_last if p.dim() == 4 and conv else torch.contiguous_format)
-                      for p in self.weights]
+        # each mask in its weight's memory layout, so masking the gradient is one multi-tensor kernel
+        self.masks = [torch.empty_like(p, requires_grad=False).copy_(
+            torch.rand(p.shape, generator=self.generator, device=device) < 0.5) for p in self.weights]
         with torch.no_grad():
             for p, m in zip(self.weights, self.masks):
                 p.mul_(m)
@@ -123,13 +123,14 @@ class SingleLoop:
                 self.eager_steps += self.chunk
             done += self.chunk
 
-    def time(self, seconds: float = 2.0, warmup_steps: int = 0) -> float:
-        """Steps per second after warm-up (compilation and capture are not timed)."""
+    def time(self, seconds: float = 2.0, probe: int = 10) -> float:
+        """Steps per second over about ``seconds`` (at least ``probe`` steps, whole chunks), after a
+        warm-up that compiles and captures (not timed)."""
         _sync(self.device)
-        self.run(max(warmup_steps, (self.WARMUP + 2) * self.chunk if self.graphs_on else 2))
+        self.run((self.WARMUP + 2) * self.chunk if self.graphs_on else 1)
         _sync(self.device)
         start = time.perf_counter()
-        probe = self.chunk * max(1, 10 // self.chunk)
+        probe = self.chunk * max(1, probe // self.chunk)
         self.run(probe)
         _sync(self.device)
         rate = probe / max(time.perf_counter() - start, 1e-6)

@@ -16,6 +16,10 @@
 # remaining. The paper trains on CIFAR-10; where it is absent this notebook says so and marks the
 # claims *not run*. A binding such as `ImpConfig.dataset = 'fashion_mnist'` runs the same protocol
 # on another data set, named in the titles and the claims.
+#
+# **Profiles.** Without CIFAR-10 (these machines) the notebook only says so, on every profile. With it,
+# `quick` trains Conv-2, -4 and -6 at the LeNet quick settings (2 trials, 1,000 iterations, four
+# levels): tens of minutes on a CPU, beyond the 10-minute batch; `paper` needs a GPU.
 
 # %% tags=["parameters"]
 configs = ["lth_conv2", "lth_conv4", "lth_conv6"]  # gin recipes, one experiment each

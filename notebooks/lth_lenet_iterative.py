@@ -15,6 +15,14 @@
 # (Figures 1 and 4a), and the test accuracy at the end of training (Figure 4b), against the percent of
 # weights remaining, for winning tickets, their random reinitialisation and random masks of the same
 # per-layer densities. Then checks the paper's claims about them against our numbers.
+#
+# **Profiles.** `quick` (the default, minutes on a laptop CPU): 2 trials, 1,000 iterations (about one
+# epoch), the random reinitialisation as the only control (no random masks), and three levels straight
+# to 21.1%, 7.0% and 3.6% of weights remaining (three rounds, not the paper's 15). It can show the gap between winning tickets and
+# their reinitialisations at small densities. It cannot show the early-stop iteration (the networks are
+# still learning at 1,000 iterations, so the minimum validation loss is mostly the last evaluation),
+# the 13.5% level (claims there are *missing data*), or the paper's 20 rounds of 20% pruning; with 2
+# trials its verdicts are weak. `paper` (a GPU) runs the recipe as written; `smoke` judges nothing.
 
 # %% tags=["parameters"]
 config = "lth_lenet300"  # gin recipe (name in lth/recipes/ or a path)

@@ -21,6 +21,13 @@
 # to the initialisation, weight rewinding to iteration k, and learning-rate rewinding (the final
 # weights retrained on the schedule replayed from k; under the recipe's constant Adam rate that is
 # plain continued training for the same number of iterations).
+#
+# **Profiles.** `quick` (the default, minutes on a laptop CPU): 1 trial, one density (2% kept, 98%
+# pruned), SNIP against random ERK only, 200 iterations (SNIP's lr phases compressed); the IMP comparison at the same
+# density with 2 trials of 1,000 iterations. It can show whether SNIP's mask beats a random one at 98%
+# pruned early in training. It cannot show SNIP's Table 1 accuracies (those need the full schedule),
+# GraSP, SynFlow or magnitude pruning, nor any spread over trials. `paper` (a GPU) runs every method,
+# density and trial; `smoke` (synthetic data) judges nothing.
 
 # %% tags=["parameters"]
 config = "pai_lenet300"  # gin recipe of pruning at init (name in lth/recipes/ or a path)

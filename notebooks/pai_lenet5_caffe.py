@@ -14,6 +14,12 @@
 # SNIP's second Table 1 row: LeNet-5-Caffe (conv 20-50, fc 500) pruned at initialisation to 2% and
 # 1% of its weights, beside GraSP, SynFlow, magnitude at init and random pruning, all trained with
 # SNIP's protocol. The `pai_lenet` notebook explains the methods; this one only changes the network.
+#
+# **Profiles.** `quick` (the default, about 2 minutes on a laptop CPU, most of it evaluating a
+# convolutional network on MNIST): 1 trial, 2% kept only, SNIP against random ERK, 200 iterations. It
+# can show whether the two masks train at all and which is ahead early on; it cannot show SNIP's Table 1
+# accuracies, the 1% density, or the other methods. `paper` (a GPU) runs them all; `smoke` (synthetic
+# data) judges nothing.
 
 # %% tags=["parameters"]
 config = "pai_lenet5_caffe"  # gin recipe of pruning at init (name in lth/recipes/ or a path)

@@ -15,11 +15,15 @@ found here (not read from another run), so each k has its own IMP ladder, as in 
 
 Jobs, in order:
   ``parent``            the trials' dense networks trained from W0 to T; W_k saved at each k.
-  ``level_LL_k<k>``     per level L and k: 2 copies x trials, from m_L ⊙ W_k, trained k..T.
+  ``level_LL_k<k>``     per level L and k: 2 copies x trials, from m_L ⊙ W_k, trained k..T; then
+                        the path between each trial's two copies is evaluated and its rows are
+                        stored with the job's metrics (under the job's done marker). Its state
+                        (the checkpoint the next level prunes) holds copy 0 of each trial only.
                         (One stack per k: `lth.train.loop.train` starts a whole stack at one
                         iteration, so copies forked at different k cannot share a stack.)
-  ``interpolation``     compute: the path errors of every (level, k, trial) pair, written to the
-                        store as rows of split `PATH_SPLIT` (done marker: computed once).
+The path is evaluated inside each fork job rather than in one compute job at the end so that a run
+resumes on another machine from small checkpoints (the parent's W_k and the last level's copy 0),
+not from every level's two copies.
 
 Rows: the training jobs' tidy rows with control ``k<k>`` and replicate = the copy (0, 1); the parent's
 control is ``parent``. Path rows: control ``k<k>``, replicate 0, split `PATH_SPLIT`, iteration = the
@@ -49,7 +53,6 @@ from lth.train.interpolate import MIN_POINTS, grid, path_errors
 ROLE = "lmc"            # the gin scope of this kind's TrainConfig (lmc/TrainConfig.*)
 PARENT = "parent"       # control of the parents' rows
 PATH_SPLIT = "path"     # split of the interpolation rows
-PATH_KEY = "interpolation"
 COPIES = 2
 
 
@@ -111,7 +114,7 @@ class LmcConfig:
         v.items(self, "rewind_iterations", empty=False, distinct=True)
         for k in self.rewind_iterations:
             try:
-                pruning_free_steps(k)
+                _check_duration(k)
             except ValueError:
                 v.fail(self, "rewind_iterations", "iterations >= 0: ints or step strings like '500it' or '2ep'")
         if isinstance(self.points, bool) or not isinstance(self.points, int) or self.points < MIN_POINTS:
@@ -128,7 +131,7 @@ class LmcConfig:
         v.integer(self, "bn_examples", minimum=1)
 
 
-def pruning_free_steps(k) -> None:
+def _check_duration(k) -> None:
     """ValueError unless ``k`` is a duration (int >= 0 or '<n>it' / '<n>ep')."""
     from lth.train.schedules import parse_steps
     if isinstance(k, bool) or parse_steps(k, 1) < 0:
@@ -161,6 +164,7 @@ class LmcPlan:
         sizes = {name: p.numel() for name, p in template.named_parameters() if name in kinds}
         self.targets = [pruning.targets(sizes, kinds, cfg.rates, level, cfg.scope) for level in range(cfg.levels + 1)]
         self.snapshots: dict[int, dict] = {}
+        self._splits = None  # (splits to evaluate paths on, BatchNorm examples), made once
 
     def model(self, seed: int) -> torch.nn.Module:
         cfg, data = self.ctx.config, self.ctx.data
@@ -186,13 +190,13 @@ class LmcPlan:
 
     def parent_stack(self) -> NetworkStack:
         stack = NetworkStack.build(self.model, [self.ctx.init_seed(t) for t in self.ctx.trials], self.ctx.device)
-        self.snapshots[0] = stack.state()
+        self.snapshots[0] = _weights(stack)
         return stack
 
     def snapshot(self, iteration: int, stack: NetworkStack) -> None:
         """Callback: keep W_k (saved at once, so a resumed parent still has the k it passed)."""
-        if iteration in self.ks and iteration > 0 and stack.size == len(self.ctx.trials):
-            state = stack.state()
+        if iteration in self.ks and iteration > 0:
+            state = _weights(stack)
             self.snapshots[iteration] = state
             self.ctx.run.save_checkpoint(self.ctx.key(f"parent_w{iteration}"), state)
 
@@ -202,8 +206,9 @@ class LmcPlan:
             if k not in self.snapshots:  # passed before a resume: saved by that process
                 state = self.ctx.run.load_checkpoint(self.ctx.key(f"parent_w{k}"))
                 if state is None:
-                    raise FileNotFoundError(f"W_{k} of the parent run is missing from {self.ctx.run.path}; "
-                                            f"delete {self.ctx.run.path / 'done'} entries of this run to retrain")
+                    raise FileNotFoundError(f"W_{k} of the parent networks (checkpoints/parent_w{k}.pt) is missing "
+                                            f"from {self.ctx.run.path}; delete checkpoints/parent_progress.pt "
+                                            "there and rerun: the parent then trains again from W0")
                 self.snapshots[k] = state
             rewind[k] = self.snapshots[k]
         return {"rewind": rewind}
@@ -220,7 +225,8 @@ class LmcPlan:
         return Job(key=self.key(level, k), members=members, build=lambda: self.fork_stack(level, k),
                    train_cfg=ctx.trains[ROLE], start=k,
                    data_seeds=[self.copy_seed(m.trial, level, k, m.replicate) for m in members],
-                   after=lambda stack, history, snapshot: {"final": stack.state()},
+                   after=lambda stack, history, snapshot: {"final": stack.select(range(0, stack.size, COPIES))},
+                   extra_rows=lambda stack: self.path_rows(stack),
                    labels=[f"level {level} k {k} trial {m.trial} copy {m.replicate}" for m in members])
 
     def fork_stack(self, level: int, k: int) -> NetworkStack:
@@ -231,11 +237,11 @@ class LmcPlan:
         if level == 0:
             masks = {n: torch.ones_like(rewound["params"][n]) for n in prunable_weights(self.template())}
         else:
-            previous = ctx.state(self.key(level - 1, k))["final"]
-            copy0 = {g: {n: t[0::COPIES].to(ctx.device) for n, t in previous[g].items()}
-                     for g in ("params", "buffers", "masks")}
+            previous = ctx.state(self.key(level - 1, k))["final"]  # copy 0 of each trial
+            copy0 = {g: {n: t.to(ctx.device) for n, t in previous[g].items()} for g in ("params", "buffers", "masks")}
             tickets = NetworkStack.from_states(self.template(), [copy0])
-            masks = {n: m.to(rewound["params"][n].dtype) for n, m in magnitude_masks(tickets, self.targets[level]).items()}
+            found = magnitude_masks(tickets, self.targets[level])
+            masks = {n: m.to(rewound["params"][n].dtype) for n, m in found.items()}
         twice = lambda t: t.repeat_interleave(COPIES, dim=0)
         state = {"params": {n: twice(t) for n, t in rewound["params"].items()},
                  "buffers": {n: twice(t) for n, t in rewound["buffers"].items()},
@@ -245,37 +251,21 @@ class LmcPlan:
         return stack
 
     # ---- the paths -------------------------------------------------------------------------------
-    def path_job(self) -> Job:
-        return Job(key=PATH_KEY, compute=self.paths)
-
-    def paths(self) -> str:
-        """Path rows of every (level, k, trial) pair into the store, once (a done marker)."""
-        ctx, cfg, run = self.ctx, self.ctx.config, self.ctx.run
-        key = ctx.key(PATH_KEY)
-        if run.is_done(key):
-            return "reused"
+    def path_rows(self, stack: NetworkStack) -> list[dict]:
+        """Rows of the error and loss along the line between each trial's two trained copies (members
+        2t and 2t + 1 of a fork stack), attached to copy 0 (see the module docstring)."""
+        ctx, cfg = self.ctx, self.ctx.config
+        if self._splits is None:
+            self._splits = ({"test": ctx.data.test, "train": self._sample(cfg.train_eval_examples, "train_eval")},
+                            self._sample(cfg.bn_examples, "bn").x)
+        splits, bn_x = self._splits
         alphas = grid(cfg.points)
-        splits = {"test": ctx.data.test, "train": self._sample(cfg.train_eval_examples, "train_eval")}
-        bn_x = self._sample(cfg.bn_examples, "bn").x
-        eval_batch = ctx.trains[ROLE].eval_batch_size
-        rows, densities = [], self.densities()
-        for level in range(cfg.levels + 1):
-            for k in self.ks:
-                final = ctx.state(self.key(level, k))["final"]
-                ends = [{g: {n: t[c::COPIES].to(ctx.device) for n, t in final[g].items()}
-                         for g in ("params", "buffers", "masks")} for c in range(COPIES)]
-                found = path_errors(self.template(), ends[0], ends[1], alphas, splits, bn_x=bn_x,
-                                    bn_batch_size=ctx.trains[ROLE].batch_size, eval_batch_size=eval_batch)
-                for metric, values in found.items():
-                    for p in range(len(alphas)):
-                        for i, trial in enumerate(ctx.trials):
-                            rows.append({"experiment": cfg.experiment, "trial": trial, "level": level,
-                                         "density": densities[level], "control": control(k), "replicate": 0,
-                                         "iteration": p, "split": PATH_SPLIT, "metric": metric,
-                                         "value": float(values[p, i])})
-        run.write_metrics(key, rows)
-        run.mark_done(key)
-        return "computed"
+        ends = [stack.select(range(c, stack.size, COPIES)) for c in range(COPIES)]
+        found = path_errors(self.template(), ends[0], ends[1], alphas, splits, bn_x=bn_x,
+                            bn_batch_size=ctx.trains[ROLE].batch_size, eval_batch_size=ctx.trains[ROLE].eval_batch_size)
+        return [{"member": COPIES * i, "iteration": p, "split": PATH_SPLIT, "metric": metric,
+                 "value": float(values[p, i])}
+                for metric, values in found.items() for i in range(values.shape[1]) for p in range(len(alphas))]
 
     def _sample(self, count: int, purpose: str) -> Split:
         """A seeded sample of ``count`` training examples (the whole split for 0 or count >= its size)."""
@@ -287,10 +277,16 @@ class LmcPlan:
         return Split(train.x[index], train.y[index])
 
 
+def _weights(stack: NetworkStack) -> dict:
+    """A dense stack's weights and buffers (its masks are all ones: not kept)."""
+    state = stack.state()
+    return {"params": state["params"], "buffers": state["buffers"]}
+
+
 def jobs(ctx: Context) -> Iterator[Job]:
     plan = LmcPlan(ctx)  # validates the fork points before any folder or training
     return iter([plan.parent_job(), *(plan.fork_job(level, k) for level in range(ctx.config.levels + 1)
-                                      for k in plan.ks), plan.path_job()])
+                                      for k in plan.ks)])
 
 
 def operative_config(config: LmcConfig, train_cfg: TrainConfig) -> str:

@@ -35,10 +35,17 @@ REFERENCE_PROFILE = "paper"
 KERNEL = "python3"
 # Rough wall seconds per notebook on an idle 2-core CPU without a GPU (real MNIST and Fashion-MNIST,
 # kernel start included), said before a batch starts. Measured: REPRODUCIBILITY.md, "Running on a laptop".
-ESTIMATE_NOTE = "measured as CPU time on a shared 2-core machine"
+# Single-thread CPU seconds measured on a busy 2-core machine (torch's 2nd thread may only help on idle cores).
+ESTIMATE_NOTE = "from CPU time measured on a busy 2-core machine"
 ESTIMATED_S = {
-    "smoke": {},
-    "quick": {},
+    "smoke": {"lmc_instability": 14, "lth_conv": 9, "lth_lenet_curves": 18, "lth_lenet_iterative": 11,
+              "lth_lenet_oneshot": 16, "pai_lenet": 30, "pai_lenet5_caffe": 18, "pensia_subsetsum": 20,
+              "strong_edgepopup": 20, "strong_gem_miner": 16, "strong_pensia_redundant": 16,
+              "strong_train_ticket": 12},
+    "quick": {"lmc_instability": 50, "lth_conv": 10, "lth_lenet_curves": 80, "lth_lenet_iterative": 12,
+              "lth_lenet_oneshot": 70, "pai_lenet": 65, "pai_lenet5_caffe": 115, "pensia_subsetsum": 40,
+              "strong_edgepopup": 40, "strong_gem_miner": 35, "strong_pensia_redundant": 35,
+              "strong_train_ticket": 40},
 }
 
 

@@ -345,7 +345,7 @@ class _Paths:
         return urllib.parse.quote(Path(relative).as_posix())
 
     def text(self, text: str) -> str:
-        # Piece by piece between ANSI colour codes: a traceback's '\x1b[0;32m/work/x.py' is a path too.
+        # Piece by piece between ANSI colour codes: a traceback's '\x1b[0;32m' + '/abs/x.py' is a path too.
         pieces = re.split(r"(\x1b\[[0-9;]*m)", text)
         return "".join(piece if piece.startswith("\x1b") else self._ABSOLUTE.sub(self._relative, piece)
                        for piece in pieces)

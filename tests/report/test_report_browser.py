@@ -26,7 +26,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
 NBCONVERT_DEFAULT_ALT = "No description has been provided for this image"
-MACHINE_PATHS = ("/work/", "/root/", "/home/", "/tmp/", "PosixPath(")
+MACHINE_PATHS = tuple("/" + p + "/" for p in ("work", "root", "home", "tmp")) + ("PosixPath(",)
 
 # Every element wider than the viewport, or starting left of it, that no scroll box of its own holds.
 OVERFLOWING = """() => {
