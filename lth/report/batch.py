@@ -123,6 +123,7 @@ def run_notebook(source: Path, *, profile: str, output_dir: Path, root: Path, de
         nbformat.write(notebook, converted)
         papermill.execute_notebook(
             str(converted), str(executed), kernel_name=KERNEL, cwd=str(workspace()), log_output=log_output,
+            progress_bar=_watched(),  # a cell-by-cell bar only where someone watches a terminal
             parameters=dict(profile=profile, bindings=bindings, output_dir=str(output_dir), root=str(root), device=device))
         read_claims(run.claims_path)
         run.status = "succeeded"
@@ -173,6 +174,11 @@ def reference_runs(sources: dict[str, Path], profile: str, build_dir: Path | str
     """What the report of `profile` shows beside its own runs: the paper profile's (its records, else the
     committed results) for quick and smoke; nothing for the paper profile itself."""
     return [] if profile == REFERENCE_PROFILE else collect_runs(sources, REFERENCE_PROFILE, build_dir)
+
+
+def _watched() -> bool:
+    """A person at a terminal (not CI, not a log file, and tqdm not disabled)."""
+    return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("TQDM_DISABLE")
 
 
 def _cell_error(err, notebook, source: Path) -> str:
