@@ -21,7 +21,7 @@ done). ``--smoke``: tiny synthetic data, tiny stacks, a few steps, no compilatio
 seconds that every path runs.
 
     python benchmarks/side_by_side.py --out benchmarks/results/h200          # on a GPU
-    python benchmarks/side_by_side.py --smoke --device cpu --out /tmp/sbs     # check that it runs
+    python benchmarks/side_by_side.py --smoke --device cpu --out results/sbs  # check that it runs
 """
 
 from __future__ import annotations

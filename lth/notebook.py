@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from lth.paths import resolve as resolve_path
+from lth.train.schedules import parse_steps, step_unit
 
 ONE_SHOT = "ImpConfig.strategy = 'one_shot'"
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
@@ -19,8 +20,10 @@ DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": 
 
 
 def output_folder(output_dir: str | Path, notebook_name: str, profile: str) -> Path:
-    """`<output_dir>/<profile>/<notebook_name>/`, created."""
-    folder = resolve_path(output_dir) / profile / notebook_name
+    """`<output_dir>/<profile>/<notebook_name>/`, created; checked before any experiment runs, so a
+    read-only or impossible ``output_dir`` is one ValueError naming it, not a lost run."""
+    from lth.checks import check_writable
+    folder = check_writable(resolve_path(output_dir) / profile / notebook_name)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -196,8 +199,11 @@ def save_provenance(run_path: Path | None, experiment: str, folder: str | Path) 
 
 
 def _count(iterations: int | str) -> str:
-    if isinstance(iterations, str) and iterations.endswith("it") and iterations[:-2].isdigit():
-        iterations = int(iterations[:-2])  # a run that never started has only its config's '40it'
+    try:  # a run that never started has only its config's '40it'
+        if step_unit(iterations) == "it":
+            iterations = parse_steps(iterations)
+    except ValueError:
+        pass
     return f"{iterations:,}" if isinstance(iterations, int) else str(iterations)
 
 
@@ -258,7 +264,6 @@ def rewind_iteration(config: str, profile: str, bindings: str | Sequence[str] = 
     (the smoke profile), since k must fall inside the training schedule."""
     from lth.config import load_recipe
     from lth.data import load_splits, steps_per_epoch
-    from lth.train.schedules import parse_steps
 
     loaded = load_recipe(config, profile=profile, bindings=as_bindings(bindings), kind="imp")
     train = loaded.trains[""]

@@ -198,3 +198,12 @@ def test_a_run_that_does_not_learn_is_flagged_and_never_judged(tmp_path, capsys)
     # a run that learns is not flagged
     assert cli.main(["run", "lth_lenet300", *SMOKE, "-b", SYNTHETIC["imp"], "--root", str(tmp_path / "ok")]) == 0
     assert "did not learn" not in capsys.readouterr().out
+
+
+def test_a_notebook_output_dir_that_cannot_be_written_is_refused_before_any_experiment(tmp_path):
+    from lth.notebook import output_folder
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way")
+    with pytest.raises(ValueError, match="a_file"):
+        output_folder(blocker / "figures", "lth_lenet_iterative", "smoke")
+    assert output_folder(tmp_path / "figures", "lth_lenet_iterative", "smoke").is_dir()

@@ -35,17 +35,18 @@ REFERENCE_PROFILE = "paper"
 KERNEL = "python3"
 # Rough wall seconds per notebook on an idle 2-core CPU without a GPU (real MNIST and Fashion-MNIST,
 # kernel start included), said before a batch starts. Measured: REPRODUCIBILITY.md, "Running on a laptop".
-# Single-thread CPU seconds measured on a busy 2-core machine (torch's 2nd thread may only help on idle cores).
-ESTIMATE_NOTE = "from CPU time measured on a busy 2-core machine"
+# quick: wall seconds of `./run_all.sh` on an idle 2-core machine (8 min 18 s in all); smoke: single-thread CPU
+# seconds measured on a busy 2-core machine.
+ESTIMATE_NOTE = "measured on an idle 2-core CPU"
 ESTIMATED_S = {
     "smoke": {"lmc_instability": 14, "lth_conv": 9, "lth_lenet_curves": 18, "lth_lenet_iterative": 11,
               "lth_lenet_oneshot": 16, "pai_lenet": 30, "pai_lenet5_caffe": 18, "pensia_subsetsum": 20,
               "strong_edgepopup": 20, "strong_gem_miner": 16, "strong_pensia_redundant": 16,
               "strong_train_ticket": 12},
-    "quick": {"lmc_instability": 50, "lth_conv": 10, "lth_lenet_curves": 80, "lth_lenet_iterative": 12,
-              "lth_lenet_oneshot": 70, "pai_lenet": 65, "pai_lenet5_caffe": 115, "pensia_subsetsum": 40,
-              "strong_edgepopup": 40, "strong_gem_miner": 35, "strong_pensia_redundant": 35,
-              "strong_train_ticket": 40},
+    "quick": {"lmc_instability": 34, "lth_conv": 8, "lth_lenet_curves": 45, "lth_lenet_iterative": 9,
+              "lth_lenet_oneshot": 45, "pai_lenet": 44, "pai_lenet5_caffe": 46, "pensia_subsetsum": 33,
+              "strong_edgepopup": 69, "strong_gem_miner": 21, "strong_pensia_redundant": 105,
+              "strong_train_ticket": 26},
 }
 
 
