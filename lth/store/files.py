@@ -213,7 +213,7 @@ def git_state(directory: Path) -> dict:
     """Commit and dirtiness of the repo holding `directory`; both None when that cannot be told.
 
     LTH_GIT_COMMIT names the commit where the code runs from a copy of the tree that is no repo
-    (a lent GPU machine)."""
+    (say a copy of the tree sent to a GPU machine)."""
     if os.environ.get("LTH_GIT_COMMIT"):
         return {"git_commit": os.environ["LTH_GIT_COMMIT"], "git_dirty": None}
 
