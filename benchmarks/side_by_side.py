@@ -37,13 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch._dynamo
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax_idiom  # noqa: E402
 from single_loop import SingleLoop  # noqa: E402
-from throughput import ImageDataset, conventional_dataset  # noqa: E402
+from throughput import ImageDataset, conventional_dataset, conventional_loop  # noqa: E402
 
 from lth.data import load_splits  # noqa: E402
 from lth.nets.models import build_model, prunable_weights  # noqa: E402
@@ -95,21 +94,7 @@ def time_conventional(workload: str, device: torch.device, seconds: float, smoke
     optimizer = (torch.optim.Adam(model.parameters(), lr=lr) if opt_name == "adam"
                  else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4))
 
-    def run(n: int) -> None:
-        done = 0
-        while done < n:
-            for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss = F.cross_entropy(model(x), y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    for name, mask in masks.items():
-                        params[name].mul_(mask)
-                done += 1
-                if done == n:
-                    return
+    run = conventional_loop(model, loader, optimizer, masks, device)
 
     probe = 1 if smoke else 50
     run(probe)  # warm up the workers and kernels

@@ -89,22 +89,14 @@ def _decompressed_mnist(roots) -> str:
     return str(target.parents[1])
 
 
-def time_conventional(workload: str, device: torch.device, steps: int) -> float:
-    model_name, data_name, batch, opt_name, lr = WORKLOADS[workload]
-    dataset = conventional_dataset(data_name)
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=4, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=True)
-    shape = (1, 28, 28) if data_name == "mnist" else (3, 32, 32)
-    model = build_model(model_name, shape, 10, seed=0).to(device)
-    masks = {n: (torch.rand_like(p) < 0.5).float() for n, p in model.named_parameters()
-             if n in prunable_weights(model)}
+def conventional_loop(model, loader, optimizer, masks: dict, device: torch.device):
+    """``run(n)``: n steps of the textbook loop (DataLoader batches copied to ``device``, forward,
+    backward, optimizer step, then the pruned weights zeroed again by ``masks``)."""
     params = dict(model.named_parameters())
-    optimizer = (torch.optim.Adam(model.parameters(), lr=lr) if opt_name == "adam"
-                 else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4))
 
-    def run(n):
+    def run(n: int) -> None:
         done = 0
-        while True:
+        while done < n:
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 loss = F.cross_entropy(model(x), y)
@@ -117,6 +109,22 @@ def time_conventional(workload: str, device: torch.device, steps: int) -> float:
                 done += 1
                 if done == n:
                     return
+    return run
+
+
+def time_conventional(workload: str, device: torch.device, steps: int) -> float:
+    model_name, data_name, batch, opt_name, lr = WORKLOADS[workload]
+    dataset = conventional_dataset(data_name)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=4, drop_last=True,
+                        pin_memory=device.type == "cuda", persistent_workers=True)
+    shape = (1, 28, 28) if data_name == "mnist" else (3, 32, 32)
+    model = build_model(model_name, shape, 10, seed=0).to(device)
+    masks = {n: (torch.rand_like(p) < 0.5).float() for n, p in model.named_parameters()
+             if n in prunable_weights(model)}
+    optimizer = (torch.optim.Adam(model.parameters(), lr=lr) if opt_name == "adam"
+                 else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4))
+
+    run = conventional_loop(model, loader, optimizer, masks, device)
 
     run(min(50, steps))  # warm up the workers and kernels
     _sync(device)

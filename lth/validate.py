@@ -109,6 +109,16 @@ def steps(config: Any, name: str, minimum: int = 0) -> str | int:
     return value
 
 
+def rates(config: Any, name: str = "rates") -> Mapping:
+    """``config.<name>``: a mapping of layer kind to the fraction pruned per level, each in [0, 1)."""
+    value = mapping(config, name)
+    for kind, rate in value.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            fail(config, name, f"fractions pruned per level in [0, 1) by layer kind, e.g. "
+                               f"{{'fc': 0.2, 'output': 0.1}} ({kind!r}: {rate!r})")
+    return value
+
+
 def seeds(config: Any, *names: str) -> None:
     """Integers >= 0 (random seeds)."""
     for name in names:

@@ -82,11 +82,7 @@ class ImpConfig:
         check_common(self)
         v.integer(self, "levels", minimum=0)
         v.items(self, "densities", each=pruning.validate_density)
-        v.mapping(self, "rates")
-        for kind, rate in self.rates.items():
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-                v.fail(self, "rates", f"fractions pruned per level in [0, 1) by layer kind, e.g. "
-                                      f"{{'fc': 0.2, 'output': 0.1}} ({kind!r}: {rate!r})")
+        v.rates(self)
         v.choice(self, "scope", pruning.SCOPES)
         choose("strategy", self.strategy, STRATEGIES)
         choose("rewind", self.rewind, REWINDS)

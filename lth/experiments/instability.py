@@ -121,11 +121,7 @@ class LmcConfig:
             v.fail(self, "points", f"an int >= {MIN_POINTS} (both ends of the path and at least one point "
                                    "between; the paper uses 30)")
         v.integer(self, "levels", minimum=0)
-        v.mapping(self, "rates")
-        for kind, rate in self.rates.items():
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-                v.fail(self, "rates", f"fractions pruned per level in [0, 1) by layer kind, e.g. "
-                                      f"{{'fc': 0.2, 'output': 0.1}} ({kind!r}: {rate!r})")
+        v.rates(self)
         v.choice(self, "scope", pruning.SCOPES)
         v.integer(self, "train_eval_examples", minimum=0)
         v.integer(self, "bn_examples", minimum=1)
