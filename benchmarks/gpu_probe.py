@@ -71,7 +71,7 @@ def main() -> None:
 
     def make(compile: bool, graphed: bool = True):
         stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
-        step = TrainStep(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig(), graphed),
+        step = TrainStep(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()),
                          list(range(M)), 60, graphed, chunk=100, precision="tf32", compile=compile)
         step.run(0, [1e-3] * 300)
         return stack, step
@@ -129,7 +129,7 @@ def layouts(workloads: list[str], M: int) -> None:
                                     for k, v in stack.params.items()}
                     stack.set_masks(dict(stack.masks))  # masks in their weights' layout
                 cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9)
-                step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg, True), list(range(M)),
+                step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg), list(range(M)),
                                  batch, True, chunk=100, precision="bf16", compile=compile)
                 if channels_last:
                     losses = step.losses

@@ -122,7 +122,7 @@ def time_lth(workload: str, data, device: torch.device, networks: int, precision
     cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9,
                       weight_decay=1e-4 if opt_name == "sgd" else 0)
     graphed = use_cuda_graphs(device)
-    step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg, graphed), list(range(networks)),
+    step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg), list(range(networks)),
                      batch, graphed, chunk=GRAPH_STEPS, precision=precision, compile=compile)
     chunk = GRAPH_STEPS if graphed else 1
     with matmul_precision(precision):

@@ -147,7 +147,7 @@ def time_lth(workload: str, device: torch.device, stack_size: int, steps: int,
     stack.set_masks({n: (torch.rand(m.shape, device=device) < 0.5).float() for n, m in stack.masks.items()})
     cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9, weight_decay=1e-4 if opt_name == "sgd" else 0)
     graphed = use_cuda_graphs(device)
-    step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg, graphed),
+    step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg),
                      list(range(stack_size)), batch, graphed, chunk=GRAPH_STEPS, precision=precision, compile=compile)
     if graphed:  # time whole captured chunks only
         steps = -(-steps // GRAPH_STEPS) * GRAPH_STEPS

@@ -7,8 +7,8 @@ stack of one (M=1), never a second code path.
 
 The one mask mechanism for fixed masks (IMP, random, pruning at init): a network computes
 with ``weight * mask``. The product is kept in storage: weights are zeroed wherever a mask is
-set, and gradients are multiplied by the mask after every backward pass (exactly the gradient
-of ``weight * mask``). Storing the product saves a multiply per weight in every forward and
+set, and the optimiser update multiplies gradients by the mask (exactly the gradient of
+``weight * mask``; `lth.train.optim`). Storing the product saves a multiply per weight in every forward and
 backward pass. Pruned weights stay exactly zero under Adam, momentum and weight decay because
 the optimiser's per-weight state (momentum buffers, Adam moments) is zero there too: a mask set
 while an optimiser has state (a callback pruning mid-training) zeroes that state at the pruned
@@ -174,12 +174,9 @@ class NetworkStack:
         return {name: m.flatten(1).mean(1) for name, m in self.masks.items()}
 
     # ---- compute ----------------------------------------------------------------------
-    def mask_gradients(self) -> None:
-        """Turn gradients w.r.t. the stored weights into gradients of ``weight * mask``."""
-        pairs = [(self.params[name].grad, mask) for name, mask in self.masks.items()
-                 if self.params[name].grad is not None]
-        if pairs:  # one multi-tensor kernel instead of one per layer
-            torch._foreach_mul_([grad for grad, _ in pairs], [mask for _, mask in pairs])
+    def before_update(self) -> None:
+        """Called by training after backward, before the optimiser update (which masks the gradients).
+        A plain stack has nothing to do; `lth.nets.supermask.SupermaskStack` projects its scores."""
 
     def train(self, mode: bool = True) -> "NetworkStack":
         self.template.train(mode)

@@ -285,7 +285,7 @@ class SupermaskStack(NetworkStack):
     """A NetworkStack of supermask models. Its density is that of the score masks.
 
     Gem-Miner's projection of the scores onto [0, 1] (and frozen scores back to 0) runs where
-    training calls `mask_gradients`: after backward, before the optimiser step. Projecting the
+    training calls `before_update`: after backward, before the optimiser step. Projecting the
     scores a step starts from is projected SGD exactly: the forward pass reads only the hard
     mask, which is the same for a score and its projection, so the gradient is unchanged."""
 
@@ -331,8 +331,7 @@ class SupermaskStack(NetworkStack):
                 p = key_prefix(name)
                 self.params[p + "scores"].clamp_(0.0, 1.0).mul_(self.buffers[p + "keep"])
 
-    def mask_gradients(self) -> None:
-        super().mask_gradients()
+    def before_update(self) -> None:
         self.project_scores()
 
     def weight_seeds(self) -> dict[str, torch.Tensor]:

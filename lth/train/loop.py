@@ -121,7 +121,7 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
         raise ValueError(f"start iteration {start} outside the schedule [0, {steps.total}]")
     replica = _replica(cfg.batch_size) if data_parallel else None
     graphed = use_cuda_graphs(stack.device) and replica is None  # collectives stay outside graphs
-    optimizer = make_optimizer(list(stack.params.values()), cfg, graphed)
+    optimizer = make_optimizer(list(stack.params.values()), cfg)
     stack.track(optimizer)  # a mask set mid-training (a callback) zeroes this optimiser's state there too
     history, snapshot, iteration = History(), None, start
     if resume is not None:

@@ -19,21 +19,18 @@ import torch.nn.functional as F
 from lth.data import DataSplits, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
 from lth.nets.stack import NetworkStack, stacked_forward
 from lth.train.config import TrainConfig
+from lth.train.optim import masked_update
 
-def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, graphed: bool = False) -> torch.optim.Optimizer:
-    """The optimiser ``cfg`` names over ``params`` (Adam or SGD with cfg's lr, momentum, nesterov and
-    weight decay). ``graphed``: a capturable/fused optimiser whose learning rate is a device tensor
-    (a CUDA-graph step reads it). The stack's masks must be set through `NetworkStack.set_masks`
-    for pruned weights to stay zero; `lth.train.loop.train` tracks the optimiser for that."""
-    # A captured step reads the learning rate from a tensor that is updated in place between replays.
-    lr = torch.tensor(cfg.lr, device=params[0].device) if graphed else cfg.lr
+def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg`` names over ``params`` (Adam, or SGD with cfg's momentum and nesterov; cfg's lr
+    and weight decay): the holder of the hyperparameters and the state that `TrainStep` updates with
+    `lth.train.optim.masked_update` (its own ``step()`` is never called). The stack's masks must be set
+    through `NetworkStack.set_masks` for pruned weights to stay zero; `lth.train.loop.train` tracks the
+    optimiser for that."""
     if cfg.optimizer == "adam":
-        # fused: one kernel per step for all moments instead of several multi-tensor passes
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, capturable=graphed,
-                                fused=graphed or None)
-    # The fused SGD kernel reads a tensor learning rate on the device; foreach SGD would sync to the host.
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay, fused=graphed or None)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
 
 
 def use_cuda_graphs(device: torch.device) -> bool:
@@ -65,6 +62,7 @@ class TrainStep:
         self.graphed, self.graphs, self.eager_steps = graphed, {}, 0
         self.chunk = 1 if data.augment else max(1, chunk)
         self.autocast = precision == "bf16"
+        self.compile = compile
         self.losses = compiled(stacked_losses) if compile else stacked_losses
         self.per_epoch = steps_per_epoch(len(data.train), batch_size)
         self.epoch, self.batches, self.lrs = None, None, None
@@ -100,8 +98,9 @@ class TrainStep:
             self.x.copy_(torch.stack([augment_cifar(x[m], _generator(augment_seed(s, start), x.device))
                                       for m, s in enumerate(self.seeds)]))
         lrs = list(lrs)
-        if self.graphed and lrs != self.lrs:  # schedules are mostly flat: copy only on change
-            self.lr_plan[:len(lrs)].copy_(torch.tensor(lrs).pin_memory(), non_blocking=True)
+        if lrs != self.lrs:  # schedules are mostly flat: copy only on change
+            values = torch.tensor(lrs)
+            self.lr_plan[:len(lrs)].copy_(values.pin_memory() if self.lr_plan.is_cuda else values, non_blocking=True)
         self.lrs = lrs
 
     def _launch(self, count: int) -> None:
@@ -117,9 +116,6 @@ class TrainStep:
             self.eager_steps += count
 
     def _body(self, k: int) -> None:
-        for group in self.optimizer.param_groups:
-            # graphed: the optimiser reads step k's slot of the plan (a captured step keeps that address)
-            group["lr"] = self.lr_plan[k] if self.graphed else self.lrs[k]
         self.optimizer.zero_grad(set_to_none=True)  # inside a graph: fresh gradients, never accumulated
         idx = self.plan[k]
         x = self.x if self.data.augment else self.data.train.x[idx]
@@ -131,8 +127,11 @@ class TrainStep:
         total.backward(self.one)  # networks are independent: each gets its own gradient
         if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
             losses = _all_mean([losses] + [p.grad for p in self.stack.params.values() if p.grad is not None])[0]
-        self.stack.mask_gradients()
-        self.optimizer.step()
+        self.stack.before_update()
+        # step k's slot of the plan: a captured step keeps reading that address
+        names = list(self.stack.params)
+        masked_update(self.optimizer, [self.stack.params[n] for n in names], [self.stack.masks.get(n) for n in names],
+                      self.lr_plan[k], compile=self.compile)
         self.running += losses
 
     def _capture(self, count: int) -> None:

@@ -197,12 +197,12 @@ def test_gem_miner_scores_stay_in_the_unit_interval_and_frozen_scores_at_zero(sy
 
 
 def test_a_step_starts_from_projected_scores():
-    """Projecting where training calls mask_gradients (before the step) equals projecting after it."""
+    """Projecting where training calls before_update (before the step) equals projecting after it."""
     stack = score_stack(rule="threshold", densities=[1.0])
     with torch.no_grad():
         for value in stack.params.values():
             value.mul_(3).sub_(1)  # scores in [-1, 2]: outside the interval, as after an unprojected step
-    stack.mask_gradients()
+    stack.before_update()
     for value in stack.params.values():
         assert value.min() >= 0 and value.max() <= 1
 
