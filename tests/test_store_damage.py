@@ -94,14 +94,23 @@ def test_damaged_metrics_csv_of_a_finished_level_is_recomputed(tmp_path, referen
     rerun_heals(tmp_path, reference, "level_1.csv")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "deleted", "bit flipped"])
-def test_damaged_or_deleted_level_checkpoint_is_recomputed(tmp_path, reference, damage):
+def test_a_deleted_checkpoint_of_a_finished_run_loses_nothing(tmp_path, reference):
+    """Checkpoints deleted to save space (or a store copied without them): the metrics stand, nothing
+    is recomputed, nothing warned."""
+    run = finished(tmp_path)
+    for path in (run.path / "checkpoints").glob("*.pt"):
+        path.unlink()
+    with _no_store_warning():
+        _, metrics = toy_run(tmp_path / "damaged")
+    pd.testing.assert_frame_equal(metrics, reference)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit flipped"])
+def test_damaged_level_checkpoint_is_recomputed(tmp_path, reference, damage):
     path = finished(tmp_path).path / "checkpoints" / "level_1.pt"
     data = bytearray(path.read_bytes())
     if damage == "truncated":
         path.write_bytes(data[:100])
-    elif damage == "deleted":
-        path.unlink()
     else:  # loads fine, wrong numbers: only the checksum can tell
         data[-200] ^= 0x01
         path.write_bytes(bytes(data))
@@ -250,7 +259,7 @@ def imp_reference(tmp_path_factory, synthetic):
 
 
 @pytest.mark.parametrize("damage", ["metrics truncated", "metrics empty", "checkpoint truncated",
-                                    "checkpoint deleted", "manifest corrupt"])
+                                    "manifest corrupt"])
 def test_damaged_imp_run_heals_to_the_undamaged_numbers(tmp_path, synthetic, imp_reference, damage):
     run = imp_runner(tmp_path, synthetic).run().run
     metrics, checkpoint = run.path / "metrics" / "level_01.csv", run.path / "checkpoints" / "level_01.pt"
@@ -262,14 +271,25 @@ def test_damaged_imp_run_heals_to_the_undamaged_numbers(tmp_path, synthetic, imp
         metrics.write_bytes(b"")
     elif damage == "checkpoint truncated":
         checkpoint.write_bytes(checkpoint.read_bytes()[:100])
-    elif damage == "checkpoint deleted":
-        checkpoint.unlink()
     else:
         (run.path / "done" / "level_02").unlink()
         (run.path / "manifest.json").write_text("{")
     with pytest.warns(StoreWarning, match=named.name):
         healed = imp_runner(tmp_path, synthetic).run().metrics
     pd.testing.assert_frame_equal(healed, imp_reference)
+
+
+def test_a_deleted_checkpoint_that_a_later_level_needs_is_recomputed_on_rerun(tmp_path, synthetic, imp_reference):
+    """A finished level's checkpoint deleted while the next level is still to train (it starts from it):
+    one clear error that removes the level's done marker, then a rerun computes it again."""
+    run = imp_runner(tmp_path, synthetic).run().run
+    (run.path / "checkpoints" / "level_01.pt").unlink()
+    with _no_store_warning():  # all levels done: the metrics stand
+        pd.testing.assert_frame_equal(imp_runner(tmp_path, synthetic).run().metrics, imp_reference)
+    (run.path / "done" / "level_02").unlink()
+    with pytest.raises(FileNotFoundError, match="level_01.pt is missing.*rerun and level_01 is computed again"):
+        imp_runner(tmp_path, synthetic).run()
+    pd.testing.assert_frame_equal(imp_runner(tmp_path, synthetic).run().metrics, imp_reference)
 
 
 class Kill(Exception):

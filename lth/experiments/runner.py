@@ -24,6 +24,7 @@ A job's ``build`` runs only when the job is not done; a later job reads an earli
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from lth.nets.stack import NetworkStack
 from lth.prune.scores import check_layer_collapse
 from lth.schema import META_SPLIT, Member, metric_rows
 from lth.store import RunDir, config_hash
+from lth.store.files import exclusive
 from lth.train.config import TrainConfig
 from lth.train.loop import train
 from lth.train.schedules import parse_steps
@@ -122,9 +124,11 @@ class Context:
         key = self.key(key)
         if key not in self.states:
             state = self.run.load_checkpoint(key)
-            if state is None:
-                raise FileNotFoundError(f"{key} is marked done in {self.run.path} but its checkpoint is missing; "
-                                        f"delete {self.run.path / 'done' / key} to compute it again")
+            if state is None:  # deleted, or a metrics-only copy of the store: compute it again next time
+                (self.run.path / "done" / key).unlink(missing_ok=True)
+                raise FileNotFoundError(f"checkpoints/{key}.pt is missing from {self.run.path}, and a job still to "
+                                        f"run starts from it; its done marker is removed: rerun and {key} is "
+                                        "computed again")
             self.states[key] = state
         return self.states[key]
 
@@ -208,10 +212,19 @@ class Runner:
         return rows
 
     def run(self) -> RunResult:
-        """Do every job not yet done; the run's metrics and the compute jobs' outputs."""
-        ctx, outputs, trained, begun = self.context, {}, [], False
+        """Do every job not yet done; the run's metrics and the compute jobs' outputs. Another process
+        running the same experiment (and shard) in the same store is waited for, then its work is reused
+        (data-parallel processes share the folder by design and are not locked)."""
+        ctx = self.context
         if ctx.run is None:
             raise RuntimeError("this Runner only plans (plan_only=True): make another to run")
+        lock = (contextlib.nullcontext() if self.data_parallel else
+                exclusive(ctx.run.path / f".lock{ctx.suffix}", f"experiment {ctx.config.experiment}"))
+        with lock:
+            return self._run()
+
+    def _run(self) -> RunResult:
+        ctx, outputs, trained, begun = self.context, {}, [], False
         try:
             for job in self._jobs:
                 if job.compute is not None:

@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special  # scipy.stats takes seconds to import: every notebook kernel would pay them
 
 from lth.results.analysis import MissingData, combine
 
@@ -55,7 +55,7 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     mean = float(values.mean())
     if values.size == 1:
         return mean, math.nan, math.nan
-    half = float(stats.t.ppf((1 + confidence) / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    half = float(special.stdtrit(values.size - 1, (1 + confidence) / 2) * values.std(ddof=1) / math.sqrt(values.size))
     return mean, mean - half, mean + half
 
 

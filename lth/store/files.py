@@ -8,6 +8,7 @@ Every file is written to ``.<name>.<pid>@<host>.<random>.tmp`` in its target's f
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import functools
@@ -19,6 +20,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -246,3 +248,28 @@ def json_default(value: Any) -> Any:
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, what: str):
+    """Hold an exclusive advisory lock (``flock``) on the file ``path`` (created if missing) for the
+    ``with`` block, so two processes never work on one run folder at once (two notebooks of a batch, two
+    jobs of a sweep): the second waits, saying so once on stderr with ``what``, then finds the first's
+    work done. A killed holder's lock goes with its process. Where ``fcntl`` does not exist (Windows)
+    nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not a platform lth is tested on
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process working on {what} ({path.parent})", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -167,3 +167,26 @@ def test_a_killed_subsetsum_target_resumes_to_the_same_numbers(tmp_path):
     ours, theirs = resumed.outputs["solve"], whole.outputs["solve"]
     assert ours.trained_now and ours.target_accuracy == theirs.target_accuracy
     assert (ours.approximation.solution.masks == theirs.approximation.solution.masks).all()
+
+
+def test_a_second_process_on_the_same_run_waits_then_reuses_the_work(tmp_path):
+    """Two processes on one run folder (two notebooks of a parallel batch, two sweep jobs) never train
+    it at once: the second waits for the first's lock, says so, then finds the work done."""
+    import time
+    from lth.store.files import exclusive
+    recipe = gin_config.load_recipe("lth_lenet300", profile="smoke")
+    runner = Runner(recipe.spec, recipe.config, recipe.trains, root=tmp_path, plan_only=True)
+    command = [sys.executable, "-m", "lth", "run", "lth_lenet300", "-p", "smoke", "--root", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with exclusive(runner.run_path / ".lock", "a test holding the run"):
+        waiting = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (runner.run_path / "done").exists() and time.monotonic() < deadline and waiting.poll() is None:
+            time.sleep(0.5)
+        time.sleep(2)
+        assert waiting.poll() is None, "the second process did not wait for the lock"
+        assert not list((runner.run_path / "done").glob("*")), "it trained while the run was locked"
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err
+    assert "waiting for another process working on experiment lth_lenet300" in err
+    assert list((runner.run_path / "done").glob("*"))
