@@ -20,8 +20,8 @@
 # **Statistic.** The paper's curves are the maximum over five runs. Its 16 red and wide read-out points
 # are each judged two-sided (±2 pp, the precision of a read-out) on the maximum over our trials, the
 # paper's statistic, taken as a point; each row also reports our mean and its 95% t-interval. The
-# paper profile runs 5 trials, 10 epochs (the paper: 30 to 150), so every row's verdict depends on the
-# shortened schedule (each row says so).
+# paper profile runs 5 trials of 5 epochs (the paper: 30 to 150) at the 7 densities from 50% down, to fit
+# one GPU call of about 8 minutes, so every row's verdict depends on the shortened schedule (each row says so).
 #
 # **Profiles.** `quick` (the default, under a minute on a laptop CPU): FC 784-500-10 only, one trial,
 # 4 densities, 300 iterations (the paper: 30 epochs). It can show whether the redundant network

@@ -134,7 +134,7 @@ PENSIA_READ_OUTS = {
                ("wide", 15_000): 83, ("dense", 58_920): 98.4},
 }
 PENSIA_CAVEAT = ("depends on the schedule: the paper trains 30 to 150 epochs (which one each figure used is not "
-                 "stated), the paper profile 10 epochs; fewer epochs lower the accuracy most at the sparsest points")
+                 "stated), the paper profile 5 epochs; fewer epochs lower the accuracy most at the sparsest points")
 
 
 def _pensia_claim(network: str, variant: str, weights: int, accuracy: float) -> Claim:
@@ -153,7 +153,7 @@ STRONG_PENSIA = [_pensia_claim(network, variant, weights, accuracy)
                  for (variant, weights), accuracy in points.items() if variant != "dense"]
 
 GM_CAVEAT = ("depends on the schedule: the paper profile mines 20 and fine-tunes 20 epochs (the paper 150 + 150), "
-             "freezing 29 times as the paper does, every 2/3 epoch")
+             "freezing 29 times as the paper does, every 2/3 epoch; fine-tuning in bf16")
 _GM_TABLE_2 = ("Rare Gems Table 2, ResNet-20 on CIFAR-10 at 3.72% kept: Gem-Miner fine-tuned 83.4% vs {what} "
                "{value}%: Gem-Miner passes the sanity checks")
 STRONG_GEM_MINER = [
