@@ -61,6 +61,16 @@ class Split:
     def to(self, device) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
+    def sample(self, count: int, seed: int) -> Split:
+        """A seeded sample of ``count`` examples without replacement (the whole split for 0 or
+        ``count`` >= its size), the same for the same seed on every machine. ValueError for count < 0."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"sample size {count!r} must be an int >= 0 (0: the whole split)")
+        if count == 0 or count >= len(self):
+            return self
+        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:count].to(self.y.device)
+        return Split(self.x[index], self.y[index])
+
 
 @dataclass(frozen=True)
 class DataSplits:

@@ -44,7 +44,9 @@ BAD_BINDINGS = [
     ("gem_miner", "GemMinerConfig.freeze_period = 'often'", ["GemMinerConfig.freeze_period = 'often'", "duration"]),
     ("pensia", "PensiaConfig.redundancy = 0", ["PensiaConfig.redundancy = 0", ">= 1"]),
     ("pensia", "PensiaConfig.network_lr = {'lenet5': 'fast'}", ["PensiaConfig.network_lr", "'fast'"]),
+    ("gem_miner", "GemMinerConfig.bn_examples = -5", ["GemMinerConfig.bn_examples = -5", ">= 0"]),
     ("train_ticket", "TrainTicketConfig.networks = ('mlpx',)", ["'mlpx'", "mlp, cnn"]),
+    ("train_ticket", "TrainTicketConfig.gate_init = 0.0", ["TrainTicketConfig.gate_init = 0.0", "> 0"]),
     ("subsetsum", "SubsetSumConfig.epsilon = 1.5", ["SubsetSumConfig.epsilon = 1.5", "< 1"]),
     ("subsetsum", "SubsetSumConfig.widths = (500, 0)", ["SubsetSumConfig.widths", "integers >= 1"]),
 ]

@@ -1,6 +1,13 @@
 """Gem-Miner (Sreenivasan et al.) as a kind: bounded scores, L2 on scores, iterative freezing
 (job ``gem_miner_scores``), then fine-tuning with the mask fixed (job ``finetune``), with the
-sanity checks (layerwise shuffle, weight reinit, score inversion) fine-tuned alike."""
+sanity checks (layerwise shuffle, weight reinit, score inversion) fine-tuned alike.
+
+Freezing follows the official code's schedule (`lth.nets.freezing.freezing_schedule`: the last
+freeze one period before the end of mining). A freeze changes every network, so the BatchNorm
+running statistics gathered under the old mask no longer fit: after each freeze, and before the
+mined mask's final evaluation, they are recomputed on ``bn_examples`` training examples
+(`lth.train.interpolate.recompute_batchnorm`); a mask evaluated with stale statistics can score
+chance although it is accurate."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 from lth import validate as v
+from lth.data import derive_seed
 from lth.experiments.registry import Kind, operative_text, register
 from lth.experiments.runner import Context, Job
 from lth.experiments.strong import GEM, GEM_BEFORE_FINETUNE, SANITY_CHECKS, job, supermask_stack, validate_common
@@ -21,6 +29,7 @@ from lth.prune import targets as pruning
 from lth.schema import Member
 from lth.train.config import TrainConfig
 from lth.train.evaluate import evaluate
+from lth.train.interpolate import recompute_batchnorm
 
 SCORES_STATE = "scores_final"   # the checkpoint of the trained scores, which fine-tuning starts from
 
@@ -36,7 +45,10 @@ class GemMinerConfig:
         model: a `lth.nets.models` name, without biases (default ``"resnet20"``).
         density: fraction kept in (0, 1] (default 0.0372: Rare Gems' "sparsity" 3.72 % kept).
         l2: lambda of lambda * ||p||^2 on the scores, >= 0 (default 3e-5; applied as SGD weight decay 2 * lambda).
-        freeze_period: T, scores are frozen every T (``'5ep'`` default, or iterations); a multiple of the evaluation interval.
+        freeze_period: T, scores are frozen every T (``'5ep'`` default, or iterations) strictly before the end of
+            mining (`lth.nets.freezing.freezing_schedule`); a multiple of the evaluation interval, shorter than mining.
+        bn_examples: training examples (a seeded sample; 0: all) on which BatchNorm statistics are recomputed
+            after each freeze and before the mined mask's final evaluation, >= 0 (default 10000).
         weight_init: the frozen weights, one of `lth.nets.supermask.WEIGHT_INITS` (default signed_constant).
         controls: sanity checks, any of shuffle, reinit, invert (default all).
         trials: >= 1 (default 1); seed, split_seed: as ImpConfig (default 0).
@@ -50,6 +62,7 @@ class GemMinerConfig:
     density: float = 0.0372
     l2: float = 3e-5
     freeze_period: str = "5ep"
+    bn_examples: int = 10000
     weight_init: str = "signed_constant"
     controls: tuple = SANITY_CHECKS
     trials: int = 1
@@ -62,6 +75,7 @@ class GemMinerConfig:
         pruning.validate_density(self.density)
         v.number(self, "l2", minimum=0)
         v.steps(self, "freeze_period", minimum=1)
+        v.integer(self, "bn_examples", minimum=0)
         v.choice(self, "weight_init", supermask.WEIGHT_INITS, what="weight init")
         v.items(self, "controls", each=lambda c: v.choice(self, "controls", SANITY_CHECKS, c, what="sanity check"))
 
@@ -94,7 +108,11 @@ def jobs(ctx: Context) -> Iterator[Job]:
         raise ValueError(f"the freezing period ({cfg.freeze_period} = {period} iterations) must be a "
                          f"positive multiple of the evaluation interval ({steps.eval_every} iterations): "
                          "freezing runs where training calls back, after an evaluation")
+    if period >= steps.total:
+        raise ValueError(f"the freezing period ({cfg.freeze_period} = {period} iterations) must be shorter than "
+                         f"mining ({steps.total} iterations): every freeze comes before the end of mining")
     freezes = dict(freezing_schedule(steps.total, period, cfg.density))
+    bn_x = ctx.data.train.sample(cfg.bn_examples, derive_seed("gem_miner_bn", cfg.seed)).x
 
     def network(trial: int):
         with_bn = {"bn_affine": False} if cfg.model.startswith(("resnet", "vgg")) else {}
@@ -108,9 +126,11 @@ def jobs(ctx: Context) -> Iterator[Job]:
     def freeze(iteration: int, stack) -> None:
         if iteration in freezes:
             freeze_lowest(stack, freezes[iteration])
+            recompute_batchnorm(stack, bn_x, scores_cfg.batch_size)
 
     def last_evaluation(stack, history, snapshot) -> dict:
-        # The final freeze runs after training's last evaluation: evaluate the networks it left.
+        # The mined masks' final numbers, with BatchNorm statistics recomputed under them.
+        recompute_batchnorm(stack, bn_x, scores_cfg.batch_size)
         for name, split in (("val", ctx.data.val), ("test", ctx.data.test)):
             for metric, value in evaluate(stack, split, scores_cfg.eval_batch_size).items():
                 history.values[f"{name}/{metric}"][-1] = value.detach().float().cpu()

@@ -265,12 +265,7 @@ class LmcPlan:
 
     def _sample(self, count: int, purpose: str) -> Split:
         """A seeded sample of ``count`` training examples (the whole split for 0 or count >= its size)."""
-        train = self.ctx.data.train
-        if count == 0 or count >= len(train):
-            return train
-        generator = torch.Generator().manual_seed(derive_seed(purpose, self.ctx.config.seed))
-        index = torch.randperm(len(train), generator=generator)[:count].to(train.y.device)
-        return Split(train.x[index], train.y[index])
+        return self.ctx.data.train.sample(count, derive_seed(purpose, self.ctx.config.seed))
 
 
 def _weights(stack: NetworkStack) -> dict:

@@ -1,6 +1,11 @@
-"""Gem-Miner's iterative freezing (Sreenivasan et al.): every T epochs, the lowest scores of a
-`SupermaskStack` are zeroed for good, so that the fraction of scores still free falls as e^{-c j}
-and reaches the target density at the last epoch.
+"""Gem-Miner's iterative freezing (Sreenivasan et al. 2022, "Rare Gems", Algorithm 1; its official code,
+ksreenivasan/pruning_is_enough `hc_iter`): every T epochs of mining, the lowest scores of a
+`SupermaskStack` are zeroed for good, each freeze removing the same fraction of the scores still
+free, so that the bound on the free fraction falls geometrically and reaches the target density
+at the last freeze, which comes one period *before* the end of mining (the code freezes after
+epochs T, 2T, ... below E: 29 freezes of 10.7% each for ResNet-20 at 3.72% kept, E = 150, T = 5).
+Training continues after the last freeze, and the BatchNorm statistics of the mined mask are
+recomputed after each freeze (`lth.experiments.gem_miner`).
 
 A frozen score's ``keep`` buffer is 0: its mask is 0 whatever the score, and `project_scores`
 holds the score at 0."""
@@ -15,18 +20,22 @@ from lth.nets.counts import keep_count, row_ranks, validate_density
 from lth.nets.supermask import SupermaskStack, key_prefix, scored_layers
 
 
-def freezing_schedule(epochs: int, period: int, target: float) -> list[tuple[int, float]]:
-    """(epoch j, density bound e^{-c j}) every ``period`` epochs up to ``epochs``, c = ln(1/s)/E:
-    the bound reaches the target density s at the last epoch. Raises ValueError for a target
-    outside (0, 1], or ``epochs`` / ``period`` below 1."""
+def freezing_schedule(total: int, period: int, target: float) -> list[tuple[int, float]]:
+    """The freezes of a mining run of ``total`` iterations (or epochs) with a freezing period of
+    ``period``: ``(iteration, density bound)`` at every multiple of ``period`` strictly below
+    ``total`` (K = ceil(total / period) - 1 freezes: the official code's floor((E - 1) / T), e.g. 29
+    for E = 150, T = 5), the j-th bounding the free fraction to target^(j / K) = e^{-c j T} with
+    c = ln(1 / target) / (K T) (each freeze keeps target^(1 / K) of the scores still free; the
+    last reaches the target). Raises ValueError for a target outside (0, 1], ``total`` or
+    ``period`` below 1, or a period that leaves no freeze before the end (period >= total)."""
     target = validate_density(target)
-    if epochs < 1 or period < 1:
-        raise ValueError(f"need epochs >= 1 and a freezing period >= 1, got {epochs} and {period}")
-    c = math.log(1 / target) / epochs
-    points = list(range(period, epochs + 1, period))
-    if not points or points[-1] != epochs:
-        points.append(epochs)  # the last freeze lands on the target itself
-    return [(j, math.exp(-c * j)) for j in points]
+    if total < 1 or period < 1:
+        raise ValueError(f"need a mining length >= 1 and a freezing period >= 1, got {total} and {period}")
+    freezes = math.ceil(total / period) - 1
+    if freezes < 1:
+        raise ValueError(f"a freezing period of {period} leaves no freeze before the end of mining ({total}): "
+                         "the period must be shorter than mining")
+    return [(j * period, target ** (j / freezes)) for j in range(1, freezes + 1)]
 
 
 @torch.no_grad()

@@ -41,23 +41,74 @@ def with_remaining(networks: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFram
     return out.assign(remaining_weights=out.density * out.scored_weights)
 
 
-def epochs_to(metrics: pd.DataFrame, accuracy: float = 0.95, split: str = "val") -> pd.DataFrame:
+def epochs_to(metrics: pd.DataFrame, accuracy: float = 0.95, split: str = "val", patience: int = 10) -> pd.DataFrame:
     """Per network: the first epoch whose evaluation reaches ``accuracy`` (NaN if never), the epoch
-    of the best accuracy, and that accuracy, on ``split`` (train_ticket's table; its early stop read
-    the test set, ours reads validation)."""
+    of the best accuracy and that accuracy, on ``split``; and the same under train_ticket's early
+    stopping (`patience_stop`: ``patience`` evaluations without a new best end training; its
+    "converges in N epochs" is the epoch of the best before that stop): ``epochs_to_best_patience``,
+    ``best_<split>_accuracy_patience`` and ``stop_epoch_patience`` (the last evaluation read, the end
+    of training if patience never ran out). train_ticket evaluates once an epoch, on the test set;
+    ours reads validation."""
     keys = ["experiment", "level", "control", "trial", "replicate"]
     acc = metrics[(metrics.split == split) & (metrics.metric == "accuracy")]
     per_epoch = meta_table(metrics).set_index(keys)["steps_per_epoch"]
     rows = []
     for key, curve in acc.groupby(keys):
-        curve = curve.sort_values("iteration")
+        curve = curve.sort_values("iteration").reset_index(drop=True)
         reached = curve[curve.value >= accuracy]
         best = curve.loc[curve.value.idxmax()]
+        stop = patience_stop(curve.value.tolist(), patience)
+        early = curve.loc[: stop]
+        best_early = early.loc[early.value.idxmax()]
         steps = per_epoch.loc[key]
         rows.append({**dict(zip(keys, key)),
                      f"epochs_to_{round(100 * accuracy)}": reached.iteration.iloc[0] / steps if len(reached) else math.nan,
-                     "epochs_to_best": best.iteration / steps, f"best_{split}_accuracy": best.value})
+                     "epochs_to_best": best.iteration / steps, f"best_{split}_accuracy": best.value,
+                     "epochs_to_best_patience": best_early.iteration / steps,
+                     f"best_{split}_accuracy_patience": best_early.value,
+                     "stop_epoch_patience": curve.iteration[stop] / steps})
     return pd.DataFrame(rows)
+
+
+def patience_stop(values: Sequence[float], patience: int) -> int:
+    """The index of the evaluation at which early stopping with ``patience`` ends training
+    (train_ticket's train.py: a new best is strictly higher; after ``patience`` evaluations in a
+    row without one, training stops), or the last index if it never does. ValueError for
+    patience < 1 or no values."""
+    if patience < 1 or not len(values):
+        raise ValueError(f"need patience >= 1 and at least one value, got {patience} and {len(values)} values")
+    best, since = -math.inf, 0
+    for i, value in enumerate(values):
+        if value > best:
+            best, since = value, 0
+        else:
+            since += 1
+            if since >= patience:
+                return i
+    return len(values) - 1
+
+
+def gates_off(metrics: pd.DataFrame, control: str = "gated") -> pd.DataFrame:
+    """Per gated network and gated layer: the fraction of gates off at the end (1 - the layer's
+    density, from the ``mask`` rows), columns experiment, trial, layer, gates_off."""
+    rows = metrics[(metrics.split == MASK_SPLIT) & (metrics.control == control)]
+    out = rows.groupby(["experiment", "trial", "metric"], sort=False)["value"].mean().reset_index()
+    return out.assign(gates_off=1 - out.value).rename(columns={"metric": "layer"}).drop(columns="value")
+
+
+def with_gates_off(networks: pd.DataFrame, metrics: pd.DataFrame, control: str = "gated") -> pd.DataFrame:
+    """The per-network frame plus one ``gates_off:<layer>`` column per gated layer (fraction of
+    gates off at the end; NaN for the networks without gates)."""
+    off = gates_off(metrics, control)
+    if off.empty:
+        return networks
+    wide = off.pivot_table(index=["experiment", "trial"], columns="layer", values="gates_off", sort=False)
+    wide.columns = [f"{GATES_OFF}{layer}" for layer in wide.columns]
+    wide = wide.reset_index().assign(control=control)
+    return networks.merge(wide, on=["experiment", "trial", "control"], how="left")
+
+
+GATES_OFF = "gates_off:"  # column prefix of `with_gates_off`
 
 
 # ---- notebooks: run or explain, figures ------------------------------------------------------

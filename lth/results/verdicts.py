@@ -12,8 +12,12 @@ The standard (issue 13), in the order it is applied:
   not run         the experiment did not run, or its results cannot answer the claim;
   not judged      the smoke profile: it exercises code and measures nothing (the number is shown);
   not comparable  our data set, architecture or algorithm is not the paper's (the number is shown);
-  inconclusive    n < 3 trials, or an interval that holds both the paper's value and its negation;
-  reproduced / not reproduced   by the claim's `Rule`, on the 95% t-interval of the mean.
+  inconclusive    n < 3 trials, or an interval that holds both the paper's value and its negation,
+                  or a sample that cannot test the claim whatever its values (`Sample.inconclusive`:
+                  e.g. gates that never close, so nothing is gated);
+  reproduced / not reproduced   by the claim's `Rule`, on the 95% t-interval of the mean, or, where
+                  the paper reports the best of its runs (`Claim.statistic` = "max"), on the maximum
+                  over our trials as a point (the mean and its interval are still reported).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_COMPARABLE, NOT_JUDGED
 MIN_TRIALS = 3
 CONFIDENCE = 0.95
 INTERVAL = "95% t-interval over trials"
+MEAN, MAX = "mean", "max"  # the statistic a claim is judged on (Claim.statistic)
+MAX_INTERVAL = "judged: the maximum over trials (the paper's statistic), as a point; ci: 95% t-interval of the mean"
 UNJUDGED_PROFILES = ("smoke",)
 
 
@@ -62,9 +68,12 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
 @dataclass(frozen=True)
 class Sample:
     """Our measurement for one claim: `values` in the claim's unit, one per trial (or run); `where`
-    says where it was read (a density, the levels compared), in words."""
+    says where it was read (a density, the levels compared), in words. `inconclusive`: why these
+    values cannot test the claim whatever they are (the verdict is then "inconclusive", the
+    number still shown), e.g. "no gate closed"; empty when they can."""
     values: tuple[float, ...]
     where: str = ""
+    inconclusive: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "values", tuple(float(v) for v in self.values if math.isfinite(v)))
@@ -170,7 +179,11 @@ class Claim:
 
     `dataset` is the paper's data set (e.g. "mnist", "cifar10"): a run on another is "not
     comparable". `not_comparable` says why the claim cannot be compared whatever the run (another
-    algorithm or architecture than the paper's); empty when it can."""
+    algorithm or architecture than the paper's); empty when it can. `statistic`: what the paper
+    reports over its runs, "mean" (judged on the 95% t-interval of our mean) or "max" (the best of
+    its runs, e.g. Pensia et al.'s curves: judged on the maximum over our trials as a point against
+    the paper's value ± the rule's spread). `caveat`: what the verdict depends on (e.g. a schedule
+    shorter than the paper's), shown in the detail."""
     id: str
     figure: str                      # e.g. "Figure 4a"
     quote: str                       # the paper's words
@@ -183,11 +196,21 @@ class Claim:
     dataset: str
     experiment: str | None = None    # only this experiment's rows (None: the whole frame)
     not_comparable: str = ""
+    statistic: str = MEAN
+    caveat: str = ""
+
+    def __post_init__(self):
+        if self.statistic not in (MEAN, MAX):
+            raise ValueError(f"claim {self.id}: statistic {self.statistic!r}; valid: {MEAN}, {MAX}")
 
     def verdict(self, sample: Sample) -> str:
-        """The verdict of the standard for one sample (n < 3 -> inconclusive, else the rule)."""
-        if sample.n < MIN_TRIALS:
+        """The verdict of the standard for one sample (n < 3 or a sample that cannot test the claim
+        -> inconclusive, else the rule on the interval of the mean, or on the maximum as a point)."""
+        if sample.n < MIN_TRIALS or sample.inconclusive:
             return INCONCLUSIVE
+        if self.statistic == MAX:
+            best = max(sample.values)
+            return self.rule.judge(self.paper_value, best, best)
         mean, low, high = sample.interval()
         return self.rule.judge(self.paper_value, low, high)
 
@@ -256,19 +279,26 @@ def evaluate(claims: list[Claim], networks: pd.DataFrame | Mapping[str, pd.DataF
                 detail = str(missing)
             else:
                 mean, low, high = sample.interval()
-                row.update(ours=format_value(mean, claim.unit), n=sample.n, mean=mean, ci_low=low, ci_high=high,
+                ours = format_value(mean, claim.unit)
+                row.update(ours=ours, n=sample.n, mean=mean, ci_low=low, ci_high=high,
                            verdict=_override(claim, verdict, profile, _pick(dataset, claim)))
                 interval = (f"n = {sample.n}, {INTERVAL} [{format_value(low, claim.unit)}, "
                             f"{format_value(high, claim.unit)}]" if sample.n > 1 else f"n = {sample.n}, no interval")
+                if claim.statistic == MAX:
+                    best = format_value(max(sample.values), claim.unit)
+                    row["ours"] = f"{best} (max of {sample.n}; mean {ours})"
+                    interval = (f"judged: the maximum over the {sample.n} trials, {best} (the paper's statistic: "
+                                f"the best of its runs); the mean {ours}, " + interval.split(", ", 1)[1])
                 detail = "; ".join(part for part in (claim.method, sample.where, interval,
-                                                     _why(claim, row["verdict"], profile, _pick(dataset, claim), sample.n))
+                                                     _why(claim, row["verdict"], profile, _pick(dataset, claim), sample),
+                                                     claim.caveat)
                                    if part)
         prefix = "; ".join(part for part in (context, claim.experiment and f"experiment {claim.experiment}") if part)
         rows.append({
             **row, "figure": claim.figure, "claim": claim.quote,
             "paper": claim.paper_text.format(v=format_value(claim.paper_value, claim.unit)),
             "detail": f"{prefix}: {detail}" if prefix else detail,
-            "interval": INTERVAL, "paper_value": claim.paper_value, "paper_spread": claim.rule.spread,
+            "interval": MAX_INTERVAL if claim.statistic == MAX else INTERVAL, "paper_value": claim.paper_value, "paper_spread": claim.rule.spread,
             "rule": claim.rule_text(),
         })
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -282,9 +312,11 @@ def _override(claim: Claim, verdict: str, profile: str | None, dataset: str | No
     return verdict
 
 
-def _why(claim: Claim, verdict: str, profile: str | None, dataset: str | None, n: int) -> str:
-    if verdict == INCONCLUSIVE and n < MIN_TRIALS:
-        return f"n = {n} < {MIN_TRIALS}: inconclusive"
+def _why(claim: Claim, verdict: str, profile: str | None, dataset: str | None, sample: Sample) -> str:
+    if verdict == INCONCLUSIVE and sample.n < MIN_TRIALS:
+        return f"n = {sample.n} < {MIN_TRIALS}: inconclusive"
+    if verdict == INCONCLUSIVE and sample.inconclusive:
+        return f"{sample.inconclusive}: inconclusive"
     if verdict == NOT_JUDGED:
         return f"the {profile} profile measures nothing: not judged"
     if verdict == NOT_COMPARABLE:

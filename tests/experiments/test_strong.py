@@ -2,12 +2,14 @@
 straight-through gradient, Gem-Miner's projection and freezing, the sanity-check controls, seeded
 weights), and the experiment drivers (parameter counts, clear errors, the result store)."""
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from lth.paths import data_roots
 from lth.prune import targets as pruning
 from lth.experiments.edgepopup import EdgePopupConfig
 from lth.experiments.gem_miner import GemMinerConfig
@@ -207,13 +209,62 @@ def test_a_step_starts_from_projected_scores():
         assert value.min() >= 0 and value.max() <= 1
 
 
-def test_the_freezing_schedule_reaches_the_target_on_an_exponential():
-    schedule = freezing.freezing_schedule(150, 5, 0.0372)
-    assert [j for j, _ in schedule] == list(range(5, 151, 5))
-    c = math.log(1 / 0.0372) / 150
-    assert all(math.isclose(bound, math.exp(-c * j)) for j, bound in schedule)
+def test_the_freezing_schedule_is_the_official_codes_29_equal_freezes_ending_before_mining_does():
+    schedule = freezing.freezing_schedule(150, 5, 0.0372)  # ResNet-20 at 3.72% kept, E = 150, T = 5
+    assert [j for j, _ in schedule] == list(range(5, 146, 5))  # floor((150 - 1) / 5) = 29, the last after epoch 145
+    keep = 0.0372 ** (1 / 29)  # each freeze keeps 89.3% of the free scores (freezes 10.7%)
+    assert keep == pytest.approx(0.8928, abs=1e-4)
+    assert all(math.isclose(bound, keep ** j) for j, (_, bound) in enumerate(schedule, start=1))
     assert math.isclose(schedule[-1][1], 0.0372)
-    assert freezing.freezing_schedule(10, 4, 0.5)[-1] == (10, 0.5)  # the last freeze lands on the target
+    # The paper profile: 20 epochs of 429 iterations, freezing every 286 (the paper's ratio 5/150): 29 too.
+    short = freezing.freezing_schedule(8580, 286, 0.0372)
+    assert len(short) == 29 and short[-1][0] == 8580 - 286 and math.isclose(short[-1][1], 0.0372)
+    # The shortened schedule of old (20 epochs, T = 5): 3 freezes of 67%, none at the last step.
+    assert [j for j, _ in freezing.freezing_schedule(20, 5, 0.0372)] == [5, 10, 15]
+    assert freezing.freezing_schedule(10, 4, 0.5) == [(4, pytest.approx(0.5 ** 0.5)), (8, pytest.approx(0.5))]
+    with pytest.raises(ValueError, match="no freeze before the end"):
+        freezing.freezing_schedule(10, 10, 0.5)
+
+
+def test_recomputed_batchnorm_statistics_fit_the_mask_after_a_freeze():
+    """After a freeze the running statistics gathered under the old mask are stale; recomputed on a
+    batch they are that batch's statistics: evaluation then computes what training mode computes."""
+    from lth.train.interpolate import recompute_batchnorm
+    models = [supermask.to_supermask(build_model("resnet20", (3, 8, 8), 10, bias=False, seed=s, bn_affine=False),
+                                     rule="threshold", seed=s) for s in (0, 1)]
+    stack = supermask.SupermaskStack.from_models(models)
+    x = torch.randn(256, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    recompute_batchnorm(stack, x, 256)  # statistics of the unfrozen networks
+    before = {k: v.clone() for k, v in stack.buffers.items() if k.endswith("running_mean")}
+    freezing.freeze_lowest(stack, 0.05)
+    with torch.no_grad():
+        stack.train(True)
+        live = stack(x, shared_input=True)  # batch statistics of the frozen networks (also updates the running ones a little)
+        stack.train(False)
+        stale = stack(x, shared_input=True)
+        recompute_batchnorm(stack, x, 256)
+        fresh = stack(x, shared_input=True)
+    after = {k: v for k, v in stack.buffers.items() if k.endswith("running_mean")}
+    assert all(not torch.allclose(after[k], before[k]) for k in before), "the refresh changes every layer's statistics"
+    gap = lambda out: float((out - live).abs().max() / live.abs().max())
+    assert gap(fresh) < 0.05 < gap(stale)  # fresh: only the unbiased-variance factor of small batches apart
+
+
+@pytest.mark.skipif(not any((r / "MNIST" / "raw").is_dir() for r in data_roots()), reason="needs MNIST (set LTH_DATA)")
+def test_a_mined_mask_is_far_above_chance_before_fine_tuning(tmp_path):
+    """LeNet-300-100 on MNIST, 20% kept, 400 iterations, 7 freezes: the mined mask alone (no weight
+    trained) classifies 4x better than chance at the end of mining, as the last freeze is followed by training."""
+    config = GemMinerConfig(dataset="mnist", model="lenet300", density=0.2, freeze_period="50it", controls=(),
+                            bn_examples=512)
+    mine = TrainConfig(iterations="400it", batch_size=64, optimizer="sgd", lr=0.1, momentum=0.9, schedule="cosine",
+                       eval_every=50, eval_batch_size=5000)
+    weights = TrainConfig(iterations="10it", batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, eval_every=10,
+                          eval_batch_size=5000)
+    metrics = Runner(kind_of("gem_miner"), config, {"gem_miner": mine, "gem_miner_weights": weights}, root=tmp_path,
+                     device="cpu").run().metrics
+    mined = per_network(metrics).set_index("control").loc["gem_miner_scores"]
+    assert mined.density == pytest.approx(0.2, abs=1e-3)
+    assert mined.final_test_accuracy > 0.4, mined.final_test_accuracy
 
 
 def test_freezing_leaves_the_bound_free_and_keeps_earlier_freezes():
@@ -280,6 +331,9 @@ def test_gem_miner_refuses_weight_decay_and_an_off_grid_freezing_period(syntheti
                device="cpu")
     with pytest.raises(ValueError, match="multiple of the evaluation interval"):
         Runner(kind_of("gem_miner"), config, {"gem_miner": sgd(), "gem_miner_weights": sgd()}, root=tmp_path, device="cpu")
+    with pytest.raises(ValueError, match="shorter than mining"):
+        Runner(kind_of("gem_miner"), dataclasses.replace(config, freeze_period="20it"),
+               {"gem_miner": sgd(), "gem_miner_weights": sgd()}, root=tmp_path, device="cpu")
 
 
 def test_edgepopup_experiment_stores_tidy_rows_and_skips_finished_groups(tmp_path, monkeypatch):

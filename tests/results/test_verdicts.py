@@ -121,3 +121,40 @@ def test_a_sample_keeps_finite_values_and_needs_one():
     assert Sample([1.0, math.nan, 2.0]).n == 2
     with pytest.raises(MissingData):
         Sample([math.nan])
+
+
+# ---- the paper's statistic: the best of its runs (Pensia et al.'s curves) -------------------------
+
+def max_claim(paper: float, spread: float = 2.0) -> Claim:
+    return Claim("m", "Fig", "best of five", paper, "%", "{v}", "accuracy per trial", lambda n: Sample(n.value),
+                 Rule(LEVEL, spread=spread), "mnist", statistic="max")
+
+
+@pytest.mark.parametrize("paper,values,expected", [
+    (97.0, [94.0, 95.0, 96.0, 95.5, 94.5], "reproduced"),     # max 96.0 inside [95, 99] (the mean 95.0 is not)
+    (97.0, [90.0, 91.0, 92.0, 93.0, 94.0], "not reproduced"),  # max 94.0 below 95: a miss, however wide the spread of trials
+    (89.0, [92.0, 95.0, 91.0], "not reproduced"),             # max 95.0 above 91: two-sided
+    (89.0, [91.0, 90.0, 87.0], "reproduced"),                 # max 91.0 meets the band's edge
+    (89.0, [89.0, 89.5], "inconclusive"),                     # n = 2 < 3
+])
+def test_a_best_of_runs_claim_is_judged_on_our_maximum_as_a_point(paper, values, expected):
+    assert max_claim(paper).verdict(Sample(values)) == expected
+
+
+def test_a_best_of_runs_row_reports_the_maximum_and_the_mean_and_says_which_is_judged():
+    row = verdicts.evaluate([max_claim(97.0)], pd.DataFrame({"experiment": "e", "value": [94, 95, 96, 95.5, 94.5]})).iloc[0]
+    assert row.verdict == "reproduced" and row.n == 5 and row["mean"] == pytest.approx(95.0)
+    assert row.ours == "96.0 % (max of 5; mean 95.0 %)"
+    assert (row.ci_low, row.ci_high) == pytest.approx((95 - T4 * math.sqrt(0.625 / 5), 95 + T4 * math.sqrt(0.625 / 5)))
+    assert row.interval.startswith("judged: the maximum") and "judged: the maximum over the 5 trials, 96.0 %" in row.detail
+    with pytest.raises(ValueError, match="statistic"):
+        Claim("m", "Fig", "q", 1.0, "%", "{v}", "m", lambda n: None, Rule(LEVEL), "mnist", statistic="median")
+
+
+def test_a_sample_that_cannot_test_the_claim_is_inconclusive_with_its_reason_and_a_caveat_is_shown():
+    blocked = Claim("g", "Fig", "q", 2.0, "%", "{v}", "m",
+                    lambda n: Sample(n.value, "here", inconclusive="no gate closed (0.00% off)"), Rule(LEVEL), "mnist",
+                    caveat="depends on the shortened schedule")
+    row = verdicts.evaluate([blocked], NETWORKS).iloc[0]
+    assert row.verdict == "inconclusive" and row.ours == "2.0 %"  # [1, 2, 3] would be reproduced
+    assert "no gate closed (0.00% off): inconclusive" in row.detail and row.detail.endswith("depends on the shortened schedule")

@@ -14,7 +14,8 @@ from lth.results.claims.conv import CONV
 from lth.results.claims.lenet import LENET_CURVES, LENET_ITERATIVE, LENET_ONE_SHOT
 from lth.results.claims.lmc import LMC_LENET, LMC_RESNET20
 from lth.results.claims.pai import SNIP_LENET300, SNIP_LENET5_CAFFE
-from lth.results.claims.strong import STRONG_EDGEPOPUP, STRONG_GEM_MINER, STRONG_PENSIA, STRONG_TRAIN_TICKET
+from lth.results.claims.strong import (PENSIA_READ_OUTS, STRONG_EDGEPOPUP, STRONG_GEM_MINER, STRONG_PENSIA,
+                                       STRONG_TRAIN_TICKET)
 from lth.results.claims.subsetsum import PENSIA_SUBSETSUM
 from lth.results.verdicts import BASE_COLUMNS, COLUMNS, VERDICTS, Claim, Rule, Sample, evaluate
 
@@ -25,5 +26,5 @@ ALL = {"lenet_iterative": LENET_ITERATIVE, "lenet_curves": LENET_CURVES, "lenet_
        "lmc_lenet": LMC_LENET, "lmc_resnet20": LMC_RESNET20}
 
 __all__ = ["ALL", "BASE_COLUMNS", "COLUMNS", "CONV", "Claim", "LENET_CURVES", "LENET_ITERATIVE", "LENET_ONE_SHOT", "LMC_LENET", "LMC_RESNET20",
-           "MissingData", "PENSIA_SUBSETSUM", "Rule", "SNIP_LENET300", "SNIP_LENET5_CAFFE", "STRONG_EDGEPOPUP",
+           "MissingData", "PENSIA_READ_OUTS", "PENSIA_SUBSETSUM", "Rule", "SNIP_LENET300", "SNIP_LENET5_CAFFE", "STRONG_EDGEPOPUP",
            "STRONG_GEM_MINER", "STRONG_PENSIA", "STRONG_TRAIN_TICKET", "Sample", "VERDICTS", "combine", "evaluate"]
