@@ -14,7 +14,7 @@ from lth.results.analysis import MissingData, combine
 from lth.results.claims.conv import CONV
 from lth.results.claims.lenet import LENET_CURVES, LENET_ITERATIVE, LENET_ONE_SHOT
 from lth.results.claims.lmc import LMC_LENET, LMC_RESNET20
-from lth.results.claims.pai import SNIP_LENET300, SNIP_LENET5_CAFFE
+from lth.results.claims.pai import SNIP_LENET300, SNIP_LENET5_CAFFE, snip_ablation
 from lth.results.claims.rewinding import RENDA_REWINDING
 from lth.results.claims.strong import STRONG_EDGEPOPUP, STRONG_GEM_MINER, STRONG_PENSIA, STRONG_TRAIN_TICKET
 from lth.results.claims.subsetsum import PENSIA_SUBSETSUM
@@ -28,4 +28,5 @@ ALL = {"lenet_iterative": LENET_ITERATIVE, "lenet_curves": LENET_CURVES, "lenet_
 
 __all__ = ["ALL", "BASE_COLUMNS", "COLUMNS", "CONV", "Claim", "LENET_CURVES", "LENET_ITERATIVE", "LENET_ONE_SHOT", "LMC_LENET", "LMC_RESNET20",
            "MissingData", "PENSIA_SUBSETSUM", "RENDA_REWINDING", "Rule", "SNIP_LENET300", "SNIP_LENET5_CAFFE", "STRONG_EDGEPOPUP",
-           "STRONG_GEM_MINER", "STRONG_PENSIA", "STRONG_TRAIN_TICKET", "Sample", "VERDICTS", "combine", "evaluate"]
+           "STRONG_GEM_MINER", "STRONG_PENSIA", "STRONG_TRAIN_TICKET", "Sample", "VERDICTS", "combine", "evaluate",
+           "snip_ablation"]
