@@ -7,8 +7,8 @@ SNIP's own choices that differ from ours (Lee et al. 2019's code, namhoonlee/sni
 TensorFlow's variance-scaling init (``init = 'variance_scaling'``), fresh weights after scoring
 (``reinit_after_scoring``: the code scores one draw and trains another) and biases ranked in the same
 top-k as the weights (``prune_biases``: scored on a variance-scaling draw, trained from zero, pruned
-ones held at zero). ``variants`` adds jobs ``<method>+<variant>`` with any of them switched on, so an
-ablation trains in one experiment beside the plain method."""
+ones held at zero). ``variants`` adds jobs ``snip+<variant>`` with any of them switched on, so an
+ablation trains in one experiment beside plain SNIP."""
 
 from __future__ import annotations
 
@@ -49,10 +49,10 @@ class PaiConfig:
             the densities then counting weights and biases, as SNIP's κ; biases are scored on a
             variance-scaling draw (SNIP's code) and trained from 0 (default False: biases unpruned).
             Hashed only when True.
-        variants: extra jobs ``<method>+<variant>`` per method, each variant a '+'-joined set of
+        variants: extra jobs ``snip+<variant>`` (when snip is a method), each variant a '+'-joined set of
             `VARIANT_PARTS` switched on for it (``variance_scaling``: that init; ``reinit``; ``biases``),
             e.g. ('reinit', 'variance_scaling+reinit+biases') (default (): none); not hashed, like methods.
-            Variants apply to the scored methods; random_<rule> methods run plain.
+            Variants are SNIP's choices, so they apply to snip only; the other methods run plain.
     """
     experiment: str = "pai"
     dataset: str = "mnist"
@@ -115,7 +115,7 @@ def operative_config(config: PaiConfig, train_cfg: TrainConfig) -> str:
 def jobs(ctx: Context) -> Iterator[Job]:
     cfg = ctx.config
     for method in cfg.methods:
-        for variant in ("", *(cfg.variants if not method.startswith("random_") else ())):
+        for variant in ("", *(cfg.variants if method == "snip" else ())):
             control = f"{method}+{variant}" if variant else method
             mine = [Member(t, level, control) for level in range(len(cfg.densities)) for t in ctx.trials]
             yield Job(key=control, members=mine,  # density-major, as the stack
