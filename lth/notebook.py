@@ -252,7 +252,7 @@ def save_table(table: pd.DataFrame, folder: str | Path, name: str) -> Path:
     return path
 
 
-# ---- IMP rewinding (notebooks/pai_*.py) ----------------------------------------------------
+# ---- IMP rewinding (notebooks/rewinding.py) ----------------------------------------------------
 
 # open_lth's rewinding default; LMC finds IMP subnetworks of ResNet-20 stable when rewound to iteration 500.
 PREFERRED_REWIND_ITERATION = 500
@@ -275,22 +275,33 @@ def rewind_iteration(config: str, profile: str, bindings: str | Sequence[str] = 
     return min(preferred, total // 4)
 
 
+REWINDING_METHODS = {
+    "imp_init": [],
+    "imp_weights": ["ImpConfig.rewind = 'weights'"],
+    "imp_lr": ["ImpConfig.rewind = 'lr'"],
+    "imp_finetune": ["ImpConfig.rewind = 'finetune'"],
+}
+
+
 def run_rewinding(config: str, profile: str, bindings: str | Sequence[str] = (), densities: Sequence[float] = (),
-                  root: str | Path = "runs", device: str = "auto") -> tuple[dict[str, Outcome], int]:
-    """IMP with rewinding to init, weight rewinding to iteration k, and learning-rate rewinding
-    (the final weights retrained on the schedule replayed from k: the same retraining length as
-    weight rewinding), controls off, at ``densities`` (the recipe's ladder if empty). Returns the
-    outcomes by variant name and k."""
+                  root: str | Path = "runs", device: str = "auto",
+                  methods: Sequence[str] = tuple(REWINDING_METHODS)) -> tuple[dict[str, Outcome], int]:
+    """IMP (Renda et al. 2020's comparison) with each of ``methods``: ``imp_init`` (rewind to the
+    initialisation), ``imp_weights`` (weight rewinding to iteration k), ``imp_lr`` (learning-rate
+    rewinding: the final weights retrained on the schedule replayed from k) and ``imp_finetune`` (the
+    final weights trained from k to the end at the schedule's last rate); the last three retrain
+    T - k iterations. Controls off; at ``densities`` (the recipe's ladder if empty). The recipe needs a
+    schedule that decays after k, or ``imp_lr`` is refused (a no-op). Returns the outcomes by method
+    name and k. ValueError naming an unknown method."""
     from lth.config import binds_other_kind
+    unknown = [m for m in methods if m not in REWINDING_METHODS]
+    if unknown:
+        raise ValueError(f"unknown rewinding methods {unknown}; valid: {', '.join(REWINDING_METHODS)}")
     bindings = [b for b in as_bindings(bindings) if not binds_other_kind(b, "imp")]  # e.g. the PaI notebook's
     k = rewind_iteration(config, profile, bindings)
     common = [*bindings, "ImpConfig.controls = ()"]
     if densities:
         common.append(f"ImpConfig.densities = {tuple(float(d) for d in densities)!r}")
-    variants = {
-        "imp_init": [],
-        "imp_weights": ["ImpConfig.rewind = 'weights'", f"ImpConfig.rewind_iteration = '{k}it'"],
-        "imp_lr": ["ImpConfig.rewind = 'lr'", f"ImpConfig.rewind_iteration = '{k}it'"],
-    }
-    return {name: run(config, profile, [*common, *extra], root=root, device=device, kind="imp")
-            for name, extra in variants.items()}, k
+    at_k = [f"ImpConfig.rewind_iteration = '{k}it'"]
+    return {name: run(config, profile, [*common, *REWINDING_METHODS[name], *(at_k if name != "imp_init" else [])],
+                      root=root, device=device, kind="imp") for name in methods}, k

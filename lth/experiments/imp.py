@@ -4,7 +4,10 @@ Level 0 trains the dense networks of every trial. Each later level prunes the su
 weights of the previous level's ticket (iterative) or of the dense network (one-shot) to the
 level's target density, rewinds, and trains again. Rewinding is to the initialisation, to the
 weights of iteration k (weight rewinding), or keeps the final weights and replays the
-learning-rate schedule from iteration k (learning-rate rewinding).
+learning-rate schedule from iteration k (learning-rate rewinding, Renda et al. 2020); or the final
+weights are fine-tuned for as long at the schedule's last learning rate (Renda et al.'s fine-tuning
+baseline). Learning-rate rewinding under a schedule that is constant from k on is refused: it
+would be fine-tuning under another name.
 
 Controls are siblings of a level's tickets in the same stack: a random reinitialisation of the
 ticket (same mask, fresh weights) and a random mask with the ticket's per-layer densities
@@ -14,6 +17,7 @@ ticket (same mask, fresh weights) and a random mask with the ticket's per-layer 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -29,9 +33,10 @@ from lth.prune import targets as pruning
 from lth.prune.masks import magnitude_masks, random_masks
 from lth.schema import Member
 from lth.train.config import TrainConfig
+from lth.train.schedules import constant_from, lr_at
 
 STRATEGIES = ("iterative", "one_shot")
-REWINDS = ("init", "weights", "lr")
+REWINDS = ("init", "weights", "lr", "finetune")
 CONTROLS = ("reinit", "random_mask")
 
 
@@ -50,9 +55,12 @@ class ImpConfig:
         rates: fraction of surviving weights pruned per level, by layer kind (default fc 0.2, output 0.1).
         scope: ``layerwise`` (each layer at its rate, default) or ``global`` (one ranking of all layers).
         strategy: ``iterative`` (prune the previous ticket, default) or ``one_shot`` (prune the dense network).
-        rewind: ``init`` (default), ``weights`` (to iteration k) or ``lr`` (final weights, schedule replayed from k).
+        rewind: ``init`` (default), ``weights`` (to iteration k), ``lr`` (final weights, schedule replayed
+            from k; refused by `ImpPlan` where the schedule is constant from k on: a no-op) or ``finetune``
+            (final weights, trained from k to the end at the schedule's last learning rate, Renda et al.'s
+            baseline). ``weights``, ``lr`` and ``finetune`` all retrain T - k iterations.
         rewind_iteration: k, in iterations (int or ``'500it'``) or epochs (``'2ep'``); 0 by default;
-            only meaningful with rewind ``weights`` or ``lr``.
+            only meaningful with rewind ``weights``, ``lr`` or ``finetune``.
         controls: any of ``reinit`` and ``random_mask`` (default both).
         reinits: random reinitialisations per ticket and level, >= 0 (default 1).
         seed: seeds initialisations, data orders and controls (default 0); split_seed: the validation split (default 0).
@@ -95,7 +103,7 @@ class ImpConfig:
                              "(fractions pruned) must be given as 1 - sparsity")
         if self.rewind == "init" and self.rewind_iteration not in (0, "0", "0it", "0ep"):
             raise ValueError(f"ImpConfig.rewind_iteration = {self.rewind_iteration!r} has no effect with "
-                             "rewind = 'init': set ImpConfig.rewind = 'weights' or 'lr' to rewind to that iteration")
+                             "rewind = 'init': set ImpConfig.rewind = 'weights', 'lr' or 'finetune' to rewind to that iteration")
 
 
 def choose(what: str, value, valid: Sequence[str]) -> None:
@@ -123,6 +131,19 @@ class ImpPlan:
             raise ValueError(f"rewind_iteration {cfg.rewind_iteration!r} = {k} it is outside "
                              f"[0, {total}) of the training schedule")
         self.rewind_iteration = k
+        train = ctx.trains[""]
+        steps = train.steps(len(ctx.data.train))
+        if cfg.rewind == "lr" and constant_from(k, total=total, schedule=train.schedule,
+                                                milestones=steps.milestones, warmup=steps.warmup):
+            raise ValueError(
+                f"ImpConfig.rewind = 'lr' replays the learning-rate schedule from iteration {k}, but under "
+                f"TrainConfig.schedule = {train.schedule!r} (milestones {tuple(train.milestones)}, warmup "
+                f"{train.warmup!r}, {total} iterations) the rate is constant from {k} to the end: rewinding it "
+                "is a no-op, the same as fine-tuning. Use a schedule that decays after k (TrainConfig.schedule = "
+                "'multistep' with a milestone after k, or 'cosine'; the rewind_lenet300 and rewind_conv recipes "
+                "do) or ImpConfig.rewind = 'finetune'")
+        self.finetune_lr = lr_at(total - 1, lr=train.lr, total=total, schedule=train.schedule,
+                                 milestones=steps.milestones, gamma=train.gamma)
 
     def model(self, seed: int) -> torch.nn.Module:
         cfg, data = self.ctx.config, self.ctx.data
@@ -150,9 +171,12 @@ class ImpPlan:
         cfg, ctx = self.ctx.config, self.ctx
         members = self.members(level)
         weights_rewind = level == 0 and cfg.rewind == "weights" and self.rewind_iteration
+        train = ctx.trains[""]
+        if level > 0 and cfg.rewind == "finetune":  # the schedule's last rate, held from k to the end
+            train = dataclasses.replace(train, schedule="constant", lr=self.finetune_lr, milestones=(), warmup=0)
         return Job(
             key=f"level_{level:02d}", members=members, build=lambda: self.stack(level, members),
-            train_cfg=ctx.trains[""], data_seeds=[ctx.data_seed(m.trial) for m in members],
+            train_cfg=train, data_seeds=[ctx.data_seed(m.trial) for m in members],
             start=0 if level == 0 or cfg.rewind == "init" else self.rewind_iteration,
             snapshot_at=self.rewind_iteration if weights_rewind else None,
             after=lambda stack, history, snapshot: self.state(level, stack, snapshot),
@@ -178,7 +202,7 @@ class ImpPlan:
         source = previous if cfg.strategy == "iterative" else dense  # what this level prunes
         tickets = NetworkStack.from_states(self.template(), [source["final"]])
         masks = magnitude_masks(tickets, self.targets[level])
-        if cfg.rewind == "lr":
+        if cfg.rewind in ("lr", "finetune"):
             rewound = source["final"]
         elif cfg.rewind == "weights" and self.rewind_iteration:
             rewound = dense["rewind"]

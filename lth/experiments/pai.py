@@ -1,7 +1,14 @@
 """Pruning at initialisation as a kind of the one runner: per method (`lth.prune.scores.METHODS`),
 one job ``<method>`` trains a stack of trials x densities networks, each trial's initialisation
 pruned to each density. Rows are IMP's tidy rows with level = the index of the density, control =
-the method, replicate = 0, plus `MASK_SPLIT` rows of each layer's density at iteration 0."""
+the method, replicate = 0, plus `MASK_SPLIT` rows of each layer's density at iteration 0.
+
+SNIP's own choices that differ from ours (Lee et al. 2019's code, namhoonlee/snip-public) are options:
+TensorFlow's variance-scaling init (``init = 'variance_scaling'``), fresh weights after scoring
+(``reinit_after_scoring``: the code scores one draw and trains another) and biases ranked in the same
+top-k as the weights (``prune_biases``: scored on a variance-scaling draw, trained from zero, pruned
+ones held at zero). ``variants`` adds jobs ``snip+<variant>`` with any of them switched on, so an
+ablation trains in one experiment beside plain SNIP."""
 
 from __future__ import annotations
 
@@ -13,7 +20,8 @@ import torch
 from lth import validate as v
 from lth.experiments.registry import Kind, check_common, operative_text, register
 from lth.experiments.runner import Context, Job
-from lth.nets.models import build_model
+from lth.data import derive_seed
+from lth.nets.models import BIAS, build_model, prunable_weights, variance_scaling_
 from lth.nets.stack import NetworkStack
 from lth.prune import targets as pruning
 from lth.prune.scores import METHODS, prune_at_init
@@ -35,6 +43,16 @@ class PaiConfig:
         scope: ``global`` (default) or ``layerwise``, for the scored methods; the random methods take their
             per-layer densities from the rule (so another scope with only random methods is refused).
         layer_collapse_ok: train networks that lost a whole layer (default False: refuse; they stay at chance).
+        reinit_after_scoring: train fresh weights (a new draw of ``init``) under the masks found on the
+            scored ones, as SNIP's code does (default False: train the scored weights). Hashed only when True.
+        prune_biases: rank every Linear/Conv2d bias with the weights in one top-k (scored methods only),
+            the densities then counting weights and biases, as SNIP's κ; biases are scored on a
+            variance-scaling draw (SNIP's code) and trained from 0 (default False: biases unpruned).
+            Hashed only when True.
+        variants: extra jobs ``snip+<variant>`` (when snip is a method), each variant a '+'-joined set of
+            `VARIANT_PARTS` switched on for it (``variance_scaling``: that init; ``reinit``; ``biases``),
+            e.g. ('reinit', 'variance_scaling+reinit+biases') (default (): none); not hashed, like methods.
+            Variants are SNIP's choices, so they apply to snip only; the other methods run plain.
     """
     experiment: str = "pai"
     dataset: str = "mnist"
@@ -48,6 +66,9 @@ class PaiConfig:
     layer_collapse_ok: bool = False  # train networks that lost a whole layer (they stay at chance)
     seed: int = 0
     split_seed: int = 0
+    reinit_after_scoring: bool = field(default=False, metadata={"hashed_when_set": True})
+    prune_biases: bool = field(default=False, metadata={"hashed_when_set": True})
+    variants: tuple = ()
 
     def __post_init__(self):
         check_common(self)
@@ -59,11 +80,31 @@ class PaiConfig:
             raise ValueError(f"PaiConfig.scope = {self.scope!r} has no effect when every method is random_<rule> "
                              "(they take per-layer densities from the rule): add a scored method to "
                              "PaiConfig.methods (snip, grasp, synflow, magnitude) or leave scope at 'global'")
+        v.flag(self, "reinit_after_scoring")
+        v.flag(self, "prune_biases")
+        v.items(self, "variants", distinct=True, each=lambda variant: variant_parts(variant))
+        if self.prune_biases and any(m.startswith("random_") for m in self.methods):
+            raise ValueError(f"PaiConfig.methods = {tuple(self.methods)!r}: PaiConfig.prune_biases needs scored "
+                             "methods (snip, grasp, synflow, magnitude); random_<rule> methods take per-layer "
+                             "densities of weights only")
+
+
+VARIANT_PARTS = ("variance_scaling", "reinit", "biases")
+
+
+def variant_parts(variant: str) -> frozenset[str]:
+    """The SNIP choices a variant switches on: ``'variance_scaling+reinit'`` -> {variance_scaling, reinit}.
+    ValueError naming the variant unless it is a '+'-joined set of distinct `VARIANT_PARTS`."""
+    parts = variant.split("+") if isinstance(variant, str) else [None]
+    if not parts or len(set(parts)) != len(parts) or not set(parts) <= set(VARIANT_PARTS):
+        raise ValueError(f"PaiConfig.variants: {variant!r} is not a '+'-joined set of distinct "
+                         f"{', '.join(VARIANT_PARTS)} (e.g. 'variance_scaling+reinit')")
+    return frozenset(parts)
 
 
 # Which methods to run does not change any method's results: left out of the hash, so adding a
 # method to a finished experiment trains only that method.
-_NOT_HASHED = frozenset({"methods"})
+_NOT_HASHED = frozenset({"methods", "variants"})
 
 
 def operative_config(config: PaiConfig, train_cfg: TrainConfig) -> str:
@@ -73,33 +114,54 @@ def operative_config(config: PaiConfig, train_cfg: TrainConfig) -> str:
 
 def jobs(ctx: Context) -> Iterator[Job]:
     cfg = ctx.config
-    members = [Member(t, level, method) for method in cfg.methods
-               for level in range(len(cfg.densities)) for t in ctx.trials]
     for method in cfg.methods:
-        mine = [m for m in members if m.control == method]  # density-major, as the stack
-        yield Job(key=method, members=mine, build=lambda method=method: pruned_stack(ctx, method),
-                  train_cfg=ctx.trains["pai"], data_seeds=[ctx.data_seed(m.trial) for m in mine],
-                  extra_rows=layer_rows, labels=[f"trial {m.trial} {method} at density {cfg.densities[m.level]:g}"
-                                                 for m in mine])
+        for variant in ("", *(cfg.variants if method == "snip" else ())):
+            control = f"{method}+{variant}" if variant else method
+            mine = [Member(t, level, control) for level in range(len(cfg.densities)) for t in ctx.trials]
+            yield Job(key=control, members=mine,  # density-major, as the stack
+                      build=lambda method=method, variant=variant: pruned_stack(ctx, method, variant),
+                      train_cfg=ctx.trains["pai"], data_seeds=[ctx.data_seed(m.trial) for m in mine],
+                      extra_rows=layer_rows, labels=[f"trial {m.trial} {control} at density {cfg.densities[m.level]:g}"
+                                                     for m in mine])
 
 
-def model(ctx: Context, seed: int) -> torch.nn.Module:
+def model(ctx: Context, seed: int, init: str | None = None, prune_biases: bool = False) -> torch.nn.Module:
+    """One network of trial seed ``seed``; ``prune_biases`` marks its biases prunable (and draws them
+    from TensorFlow's variance scaling, as SNIP's code scores them)."""
     cfg, data = ctx.config, ctx.data
-    return build_model(cfg.model, data.input_shape, data.num_classes, init=cfg.init, seed=seed, **cfg.model_kwargs)
+    net = build_model(cfg.model, data.input_shape, data.num_classes, init=init or cfg.init, seed=seed,
+                      **cfg.model_kwargs)
+    if prune_biases:
+        net.prune_biases = True
+        generator = torch.Generator().manual_seed(derive_seed("pai_bias", seed))
+        with torch.no_grad():
+            for name, kind in prunable_weights(net).items():
+                if kind == BIAS:
+                    variance_scaling_(net.get_parameter(name), generator)
+    return net
 
 
-def pruned_stack(ctx: Context, method: str) -> NetworkStack:
-    """The untrained networks of a method: each trial's initialisation, pruned to each density."""
+def pruned_stack(ctx: Context, method: str, variant: str = "") -> NetworkStack:
+    """The untrained networks of a method (and variant): each trial's initialisation, pruned to each
+    density; with reinit, fresh weights of the same init under those masks; pruned biases train from 0."""
     cfg = ctx.config
-    trials = NetworkStack.build(lambda seed: model(ctx, seed), [ctx.init_seed(t) for t in ctx.trials], ctx.device)
-    state = trials.state()
+    parts = variant_parts(variant) if variant else frozenset()
+    init = "variance_scaling" if "variance_scaling" in parts else cfg.init
+    biases = cfg.prune_biases or "biases" in parts
+    make = lambda seed: model(ctx, seed, init, biases)
+    trials = NetworkStack.build(make, [ctx.init_seed(t) for t in ctx.trials], ctx.device)
+    trained = trials
+    if cfg.reinit_after_scoring or "reinit" in parts:
+        trained = NetworkStack.build(make, [derive_seed("pai_reinit", ctx.init_seed(t)) for t in ctx.trials], ctx.device)
+    state = trained.state()
+    params = {n: torch.zeros_like(p) if trials.kinds.get(n) == BIAS else p for n, p in state["params"].items()}
     seeds = [ctx.data_seed(t) for t in ctx.trials]
-    parts = []
+    stacked = []
     for density in cfg.densities:
         masks = prune_at_init(trials, method, density, cfg.scope, data=ctx.data, seeds=seeds,
                               layer_collapse_ok=cfg.layer_collapse_ok, batch_size=ctx.trains["pai"].batch_size)
-        parts.append({"params": state["params"], "buffers": state["buffers"], "masks": masks})
-    return NetworkStack.from_states(model(ctx, 0).to("meta"), parts)  # members' order: density-major
+        stacked.append({"params": params, "buffers": state["buffers"], "masks": masks})
+    return NetworkStack.from_states(make(0).to("meta"), stacked)  # members' order: density-major
 
 
 def layer_rows(stack: NetworkStack) -> list[dict]:

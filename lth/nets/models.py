@@ -28,8 +28,9 @@ __all__ = [
     "prunable_weights",
 ]
 
-INITS = ("glorot_normal", "kaiming_normal", "kaiming_uniform", "default")
+INITS = ("glorot_normal", "kaiming_normal", "kaiming_uniform", "variance_scaling", "default")
 KINDS = ("conv", "shortcut", "fc", "output")
+BIAS = "bias"  # the kind of a bias pruned with the weights (models with prune_biases = True only)
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -319,7 +320,21 @@ _WEIGHT_INITS: dict[str, Callable[..., torch.Tensor]] = {
     "glorot_normal": lambda t, g: nn.init.xavier_normal_(t, generator=g),
     "kaiming_normal": lambda t, g: nn.init.kaiming_normal_(t, mode="fan_in", nonlinearity="relu", generator=g),
     "kaiming_uniform": lambda t, g: nn.init.kaiming_uniform_(t, mode="fan_in", nonlinearity="relu", generator=g),
+    "variance_scaling": lambda t, g: variance_scaling_(t, g),
 }
+# TensorFlow's truncation correction: the std of a unit normal truncated to [-2, 2].
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def variance_scaling_(tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """TensorFlow 1's ``tf.variance_scaling_initializer()`` at its defaults (scale 1, mode fan_in,
+    truncated normal), the initialiser of SNIP's code (Lee et al. 2019, namhoonlee/snip-public):
+    a normal truncated at two of its standard deviations, scaled so that the truncated values have
+    standard deviation sqrt(1 / fan_in). fan_in: in_features (Linear), in_channels * kh * kw (Conv2d),
+    the length of a 1-D tensor (a bias, as TensorFlow counts it). In place; returns ``tensor``."""
+    fan_in = tensor.shape[0] if tensor.dim() == 1 else nn.init._calculate_fan_in_and_fan_out(tensor)[0]
+    std = (1.0 / fan_in) ** 0.5 / _TRUNCATED_STD
+    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std, generator=generator)
 
 
 @torch.no_grad()
@@ -353,6 +368,8 @@ def prunable_weights(model: nn.Module) -> dict[str, str]:
     """Map the parameter name of every Linear/Conv2d weight to its kind, in registration order.
 
     The last registered Linear is ``"output"``; Conv2d under a module named ``shortcut`` is ``"shortcut"``.
+    A model with the attribute ``prune_biases = True`` (SNIP's code prunes biases in the same top-k as
+    weights; `lth.experiments.pai`) also lists each Linear/Conv2d bias, of kind ``"bias"``, after the weights.
     """
     kinds: dict[str, str] = {}
     last_linear = None
@@ -366,6 +383,10 @@ def prunable_weights(model: nn.Module) -> dict[str, str]:
             last_linear = prefix + "weight"
     if last_linear is not None:
         kinds[last_linear] = "output"
+    if getattr(model, "prune_biases", False):
+        for module_name, module in model.named_modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
+                kinds[f"{module_name}.bias" if module_name else "bias"] = BIAS
     return kinds
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lth.data import DataSplits, batch_indices, derive_seed
+from lth.nets.models import BIAS
 from lth.nets.stack import NetworkStack, stacked_forward
 from lth.prune import targets as pruning
 from lth.prune.densities import RULES, layer_shapes, pai_targets, random_targets
@@ -175,8 +176,8 @@ def prune_at_init(stack: NetworkStack, method: str, density: float, scope: str =
             scores = magnitude_scores(stack)
         masks = _keep_top(stack, scores, groups)
     pruning.check_density(masks, groups)
-    if not layer_collapse_ok:
-        check_layer_collapse(masks, f"{method} at density {density:g}")
+    if not layer_collapse_ok:  # a layer with no bias left still computes; one with no weight does not
+        check_layer_collapse({n: m for n, m in masks.items() if stack.kinds[n] != BIAS}, f"{method} at density {density:g}")
     return masks
 
 

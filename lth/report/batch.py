@@ -36,15 +36,17 @@ KERNEL = "python3"
 # Rough wall seconds per notebook on an idle 2-core CPU without a GPU (real MNIST and Fashion-MNIST,
 # kernel start included), said before a batch starts. Measured: REPRODUCIBILITY.md, "Running on a laptop".
 # quick: wall seconds of `./run_all.sh` on an idle 2-core machine (8 min 18 s in all); smoke: single-thread CPU
-# seconds measured on a busy 2-core machine.
+# seconds measured on a busy 2-core machine. rewinding: estimated from its experiments run alone on a busy
+# 2-core machine (smoke: LeNet 47 s + Conv-2 60 s of CPU; quick: 4 LeNet experiments of 4 levels).
 ESTIMATE_NOTE = "measured on an idle 2-core CPU"
 ESTIMATED_S = {
     "smoke": {"lmc_instability": 14, "lth_conv": 9, "lth_lenet_curves": 18, "lth_lenet_iterative": 11,
               "lth_lenet_oneshot": 16, "pai_lenet": 30, "pai_lenet5_caffe": 18, "pensia_subsetsum": 20,
-              "strong_edgepopup": 20, "strong_gem_miner": 16, "strong_pensia_redundant": 16,
+              "rewinding": 120, "strong_edgepopup": 20, "strong_gem_miner": 16, "strong_pensia_redundant": 16,
               "strong_train_ticket": 12},
     "quick": {"lmc_instability": 34, "lth_conv": 8, "lth_lenet_curves": 45, "lth_lenet_iterative": 9,
               "lth_lenet_oneshot": 45, "pai_lenet": 44, "pai_lenet5_caffe": 46, "pensia_subsetsum": 33,
+              "rewinding": 120,
               "strong_edgepopup": 69, "strong_gem_miner": 21, "strong_pensia_redundant": 105,
               "strong_train_ticket": 26},
 }

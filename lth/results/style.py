@@ -16,6 +16,7 @@ LABELS = {
     "random_balanced": "random (balanced)", "random_pyramidal": "random (pyramidal)",
     # IMP rewinding variants (lth.notebook.run_rewinding)
     "imp_init": "IMP, rewind to init", "imp_weights": "IMP, weight rewinding", "imp_lr": "IMP, LR rewinding",
+    "imp_finetune": "IMP, fine-tuning", "rewind_lenet300": "LeNet-300-100", "rewind_conv2": "Conv-2",
     # strong tickets (lth.experiments.strong): the control column holds the method or variant
     "signed_constant": "edge-popup, signed Kaiming constant", "kaiming_normal": "edge-popup, Kaiming normal",
     DENSE: "dense, weights trained", "red": "redundant (r paths per weight), edge-popup",

@@ -226,7 +226,7 @@ def _rewound(files, cfg: dict, level: int, trial: int, state: dict) -> dict:
     if level == 0:
         return state["init"]
     rewind = cfg.get("rewind", "init")
-    if rewind == "lr":
+    if rewind in ("lr", "finetune"):
         source = 0 if cfg.get("strategy", "iterative") == "one_shot" else level - 1
         return _load(files, source, trial)["final"]
     if rewind == "weights":

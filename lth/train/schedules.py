@@ -63,3 +63,18 @@ def lr_at(iteration: int, *, lr: float, total: int, schedule: str = "constant",
     if warmup and iteration < warmup:
         rate *= (iteration + 1) / warmup
     return rate
+
+
+def constant_from(start: int, *, total: int, schedule: str = "constant", milestones: Sequence[int] = (),
+                  warmup: int = 0) -> bool:
+    """Whether `lr_at` gives one rate for every iteration in [start, total): 'constant' with its
+    warmup over by ``start``, or 'multistep' with no milestone in (start, total) and the warmup over.
+    'cosine' decays at every step, so never (for total - start > 1). Used to refuse learning-rate
+    rewinding where replaying the schedule from ``start`` changes nothing."""
+    if warmup > start:
+        return False
+    if schedule == "constant":
+        return True
+    if schedule == "multistep":
+        return not any(start < m < total for m in milestones)
+    return total - start <= 1

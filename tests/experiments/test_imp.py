@@ -11,6 +11,9 @@ from lth.store import StoreWarning
 from lth.train.config import TrainConfig
 
 FAST = TrainConfig(iterations=40, batch_size=20, lr=5e-3, eval_every=10, checkpoint_every=20)
+# A decaying schedule: learning-rate rewinding is refused under a constant one (a no-op there).
+DECAYING = TrainConfig(iterations=40, batch_size=20, lr=5e-3, eval_every=10, checkpoint_every=20,
+                       schedule="multistep", milestones=(20, 30))
 
 
 def experiment(tmp_path, synthetic, train_cfg=FAST, shard=(0, 1), **overrides):
@@ -121,13 +124,36 @@ def test_weight_rewinding_uses_iteration_k(tmp_path, synthetic):
 
 
 def test_learning_rate_rewinding_keeps_final_weights(tmp_path, synthetic):
-    exp = experiment(tmp_path, synthetic, rewind="lr")
+    exp = experiment(tmp_path, synthetic, DECAYING, rewind="lr")
     exp.run_all()
     level0 = exp.state(0)
     _, stack, start = exp.level_stack(1)
     assert start == 0
     mask = stack.masks["fc.0.weight"][1].bool()
     assert torch.equal(stack.params["fc.0.weight"][1][mask], level0["final"]["params"]["fc.0.weight"][1][mask])
+
+
+def test_learning_rate_rewinding_under_a_constant_schedule_is_refused(tmp_path, synthetic):
+    with pytest.raises(ValueError, match="no-op, the same as fine-tuning"):
+        experiment(tmp_path, synthetic, rewind="lr", rewind_iteration=10)
+    assert not any(tmp_path.rglob("config.gin"))  # refused before any run folder
+    warm = TrainConfig(iterations=40, batch_size=20, lr=5e-3, eval_every=10, warmup=20)
+    experiment(tmp_path, synthetic, warm, rewind="lr", rewind_iteration=10)  # the warmup from 10 to 20 replays
+
+
+def test_fine_tuning_keeps_final_weights_at_the_last_rate_for_as_long_as_weight_rewinding(tmp_path, synthetic):
+    exp = experiment(tmp_path, synthetic, DECAYING, rewind="finetune", rewind_iteration=10, controls=())
+    exp.run_all()
+    job = exp.plan.job(1)
+    assert job.start == 10 and job.train_cfg.schedule == "constant"
+    assert job.train_cfg.lr == pytest.approx(5e-3 * 0.01)  # after both drops (x0.1 at 20 and 30)
+    assert exp.plan.job(0).train_cfg.schedule == "multistep"  # the dense network trains on the schedule
+    _, stack, _ = exp.level_stack(1)
+    mask = stack.masks["fc.0.weight"][0].bool()
+    final = exp.state(0)["final"]["params"]["fc.0.weight"][0]
+    assert torch.equal(stack.params["fc.0.weight"][0][mask], final[mask])
+    rows = exp.run.read_metrics()
+    assert rows[rows.level == 1].iteration.max() == 40 and rows[rows.level == 1].iteration.min() == 10
 
 
 def test_one_shot_prunes_the_dense_network_to_each_density(tmp_path, synthetic):
@@ -222,7 +248,8 @@ def test_finished_store_needs_no_checkpoints(tmp_path, synthetic):
 
 
 def test_one_shot_learning_rate_rewinding_starts_from_the_dense_final_weights(tmp_path, synthetic):
-    exp = experiment(tmp_path, synthetic, strategy="one_shot", rewind="lr", densities=(0.5, 0.2), controls=())
+    exp = experiment(tmp_path, synthetic, DECAYING, strategy="one_shot", rewind="lr", densities=(0.5, 0.2),
+                     controls=())
     exp.run_all()
     dense = exp.run.load_checkpoint("level_00")
     _, stack, _ = exp.level_stack(2)

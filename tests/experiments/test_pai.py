@@ -104,3 +104,44 @@ def test_a_killed_method_resumes_to_the_same_numbers(tmp_path, synthetic):
     assert killed.run_dir.load_checkpoint("snip_progress")["iteration"] == 20
     resumed = run_pai(config, cfg, root=tmp_path / "killed", device="cpu", data=synthetic)
     pd.testing.assert_frame_equal(resumed, whole)
+
+
+def test_snip_ablation_variants_train_beside_plain_snip_in_one_folder(tmp_path, synthetic):
+    config = small_config(methods=("snip", "random_erk"), variants=("reinit", "variance_scaling+biases"))
+    kind = kind_of("pai")
+    assert kind.operative(config, {"pai": FAST}) == kind.operative(small_config(), {"pai": FAST})  # not hashed
+    metrics = run_pai(config, FAST, root=tmp_path, device="cpu", data=synthetic)
+    networks = per_network(metrics)
+    assert set(networks.control) == {"snip", "snip+reinit", "snip+variance_scaling+biases", "random_erk"}
+    ctx = Runner(kind, config, {"pai": FAST}, root=tmp_path, device="cpu", data=synthetic).context
+    plain, reinit, biased = (pai.pruned_stack(ctx, "snip", v) for v in ("", "reinit", "variance_scaling+biases"))
+    name = "fc.0.weight"
+    assert pd.Series(plain.masks[name].flatten().tolist()).equals(pd.Series(reinit.masks[name].flatten().tolist()))
+    kept = plain.masks[name].bool()
+    assert not (plain.params[name][kept] == reinit.params[name][kept]).all()  # fresh weights under the same mask
+    assert "fc.0.bias" in biased.kinds and "fc.0.bias" not in plain.kinds
+    assert float(biased.params["fc.0.bias"].detach().abs().sum()) == 0.0  # biases train from zero
+    total = sum(p[0].numel() for n, p in biased.params.items() if n in biased.kinds)  # weights + biases
+    assert biased.masks["fc.0.bias"].sum() > 0  # variance-scaled biases win places in the top-k
+    kept_all = sum(biased.masks[n][0].sum() for n in biased.kinds)
+    assert int(kept_all) == pruning.keep_count(total, 0.5)
+
+
+def test_variants_and_bias_pruning_are_checked():
+    with pytest.raises(ValueError, match="joined set of distinct"):
+        small_config(variants=("reinit+reinit",))
+    with pytest.raises(ValueError, match="joined set of distinct"):
+        small_config(variants=("warmup",))
+    with pytest.raises(ValueError, match="prune_biases needs scored methods"):
+        small_config(prune_biases=True)
+    kind = kind_of("pai")
+    assert "prune_biases" in kind.operative(small_config(methods=("snip",), prune_biases=True), {"pai": FAST})
+    assert "prune_biases" not in kind.operative(small_config(), {"pai": FAST})
+
+
+def test_variance_scaling_matches_tensorflow_std():
+    import torch
+    from lth.nets.models import variance_scaling_
+    t = variance_scaling_(torch.empty(400, 2500), torch.Generator().manual_seed(0))
+    assert float(t.std()) == pytest.approx((1 / 2500) ** 0.5, rel=0.01)
+    assert float(t.abs().max()) <= 2 * (1 / 2500) ** 0.5 / 0.8796256610342398 + 1e-7
