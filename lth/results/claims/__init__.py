@@ -7,6 +7,7 @@ it; `lth.results.verdicts` holds the machinery (statistics, rules, the claims ta
     strong     edge-popup, Zhou et al., Pensia Exp. 2, Gem-Miner, train_ticket
     subsetsum  Pensia et al. Exp. 1
     lmc        Frankle et al. 2020, linear mode connectivity (instability)
+    transfer   Morcos et al. 2019 and Mehta 2019, tickets across data sets (MNIST <-> Fashion-MNIST)
 """
 
 from lth.results.analysis import MissingData, combine
@@ -16,14 +17,15 @@ from lth.results.claims.lmc import LMC_LENET, LMC_RESNET20
 from lth.results.claims.pai import SNIP_LENET300, SNIP_LENET5_CAFFE
 from lth.results.claims.strong import STRONG_EDGEPOPUP, STRONG_GEM_MINER, STRONG_PENSIA, STRONG_TRAIN_TICKET
 from lth.results.claims.subsetsum import PENSIA_SUBSETSUM
+from lth.results.claims.transfer import TRANSFER_MNIST
 from lth.results.verdicts import BASE_COLUMNS, COLUMNS, VERDICTS, Claim, Rule, Sample, evaluate
 
 ALL = {"lenet_iterative": LENET_ITERATIVE, "lenet_curves": LENET_CURVES, "lenet_one_shot": LENET_ONE_SHOT,
        "conv": CONV, "snip_lenet300": SNIP_LENET300, "snip_lenet5_caffe": SNIP_LENET5_CAFFE,
        "strong_edgepopup": STRONG_EDGEPOPUP, "strong_pensia": STRONG_PENSIA, "strong_gem_miner": STRONG_GEM_MINER,
        "strong_train_ticket": STRONG_TRAIN_TICKET, "pensia_subsetsum": PENSIA_SUBSETSUM,
-       "lmc_lenet": LMC_LENET, "lmc_resnet20": LMC_RESNET20}
+       "lmc_lenet": LMC_LENET, "lmc_resnet20": LMC_RESNET20, "transfer_mnist": TRANSFER_MNIST}
 
 __all__ = ["ALL", "BASE_COLUMNS", "COLUMNS", "CONV", "Claim", "LENET_CURVES", "LENET_ITERATIVE", "LENET_ONE_SHOT", "LMC_LENET", "LMC_RESNET20",
            "MissingData", "PENSIA_SUBSETSUM", "Rule", "SNIP_LENET300", "SNIP_LENET5_CAFFE", "STRONG_EDGEPOPUP",
-           "STRONG_GEM_MINER", "STRONG_PENSIA", "STRONG_TRAIN_TICKET", "Sample", "VERDICTS", "combine", "evaluate"]
+           "STRONG_GEM_MINER", "STRONG_PENSIA", "STRONG_TRAIN_TICKET", "Sample", "TRANSFER_MNIST", "VERDICTS", "combine", "evaluate"]
