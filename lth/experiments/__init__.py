@@ -6,7 +6,7 @@ from lth.experiments.registry import KINDS, Kind
 
 
 def kinds() -> dict[str, Kind]:
-    """Every kind, by name: imp, pai, edgepopup, pensia, gem_miner, train_ticket, subsetsum."""
+    """Every kind, by name: imp, pai, edgepopup, pensia, gem_miner, train_ticket, subsetsum, lmc, transfer."""
     return KINDS
 
 
