@@ -34,6 +34,7 @@ _STATS = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 _NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
+_INPUT_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 # torchvision's class names; for the IDX data sets also the folder torchvision stores them in.
 _TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 _CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -142,6 +143,17 @@ def load_splits(
         input_shape=tuple(pool_x.shape[1:]),
         augment=name in _CIFAR_DIRS,
     )
+
+
+def shape_of(name: str, synthetic_shape: tuple = (1, 28, 28),
+             synthetic_classes: int = 10) -> tuple[tuple[int, int, int], int]:
+    """(input shape (C, H, W), number of classes) of a data set, known without loading it (for
+    ``synthetic``: the given shape and class count). ValueError for an unknown name."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; expected one of: {', '.join(DATASETS)}")
+    if name == "synthetic":
+        return tuple(int(d) for d in synthetic_shape), int(synthetic_classes)
+    return _INPUT_SHAPES[name], _NUM_CLASSES[name]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

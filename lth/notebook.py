@@ -95,7 +95,10 @@ class Outcome:
 
     @property
     def dataset_name(self) -> str:
-        return DATASET_NAMES.get(self.dataset, self.dataset)
+        """The data set's name; a transfer run's two, e.g. 'MNIST ↔ Fashion-MNIST'."""
+        name = DATASET_NAMES.get(self.dataset, self.dataset)
+        target = getattr(self.config, "target", None)
+        return f"{name} ↔ {DATASET_NAMES.get(target, target)}" if self.kind == "transfer" and target else name
 
     @property
     def headline(self) -> str:

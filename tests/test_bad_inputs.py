@@ -15,9 +15,11 @@ SMOKE = ["-p", "smoke", "--device", "cpu"]
 SYNTHETIC = {"imp": "ImpConfig.dataset = 'synthetic'", "pai": "PaiConfig.dataset = 'synthetic'",
              "edgepopup": "EdgePopupConfig.dataset = 'synthetic'", "gem_miner": "GemMinerConfig.dataset = 'synthetic'",
              "pensia": "PensiaConfig.dataset = 'synthetic'", "train_ticket": "TrainTicketConfig.dataset = 'synthetic'",
-             "subsetsum": "SubsetSumConfig.dataset = 'synthetic'"}
+             "subsetsum": "SubsetSumConfig.dataset = 'synthetic'", "lmc": "LmcConfig.dataset = 'synthetic'",
+             "transfer": "TransferConfig.dataset = 'synthetic'"}
 RECIPE = {"imp": "lth_lenet300", "pai": "pai_lenet300", "edgepopup": "strong_edgepopup", "gem_miner": "strong_gem_miner",
-          "pensia": "strong_pensia_redundant", "train_ticket": "strong_train_ticket", "subsetsum": "pensia_subsetsum"}
+          "pensia": "strong_pensia_redundant", "train_ticket": "strong_train_ticket", "subsetsum": "pensia_subsetsum",
+          "lmc": "lmc_lenet300", "transfer": "transfer_lenet300"}
 
 # (kind, binding, what the message must name): wrong types and meaningless values (issue 14, item 2)
 BAD_BINDINGS = [
@@ -49,6 +51,14 @@ BAD_BINDINGS = [
     ("train_ticket", "TrainTicketConfig.gate_init = 0.0", ["TrainTicketConfig.gate_init = 0.0", "> 0"]),
     ("subsetsum", "SubsetSumConfig.epsilon = 1.5", ["SubsetSumConfig.epsilon = 1.5", "< 1"]),
     ("subsetsum", "SubsetSumConfig.widths = (500, 0)", ["SubsetSumConfig.widths", "integers >= 1"]),
+    ("lmc", "LmcConfig.controls = ('shuffle',)", ["unknown LmcConfig control 'shuffle'", "random_mask, reinit"]),
+    ("lmc", "LmcConfig.control_levels = (3,)", ["LmcConfig.control_levels = (3,)", "[1, 1]"]),
+    ("transfer", "TransferConfig.target = 'cifar10'", ["cannot transfer tickets between synthetic and cifar10",
+                                                       "input shapes differ (synthetic: 1x28x28, cifar10: 3x32x32)",
+                                                       "resizing or padding"]),
+    ("transfer", "TransferConfig.target = 'cifar100'", ["class counts differ (synthetic: 10, cifar100: 100)",
+                                                        "new output layer"]),
+    ("transfer", "TransferConfig.target = 'synthetic'", ["TransferConfig.target = 'synthetic'", "other than"]),
 ]
 
 

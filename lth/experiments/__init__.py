@@ -1,12 +1,12 @@
 """Experiment kinds on the one runner (`lth.experiments.runner`): IMP, pruning at initialisation,
 the strong-ticket kinds and SubsetSum, each a module that registers its `Kind`."""
 
-from lth.experiments import edgepopup, gem_miner, imp, instability, pai, pensia, subsetsum, train_ticket  # noqa: F401  (register)
+from lth.experiments import edgepopup, gem_miner, imp, instability, pai, pensia, subsetsum, train_ticket, transfer  # noqa: F401  (register)
 from lth.experiments.registry import KINDS, Kind
 
 
 def kinds() -> dict[str, Kind]:
-    """Every kind, by name: imp, pai, edgepopup, pensia, gem_miner, train_ticket, subsetsum."""
+    """Every kind, by name: imp, pai, edgepopup, pensia, gem_miner, train_ticket, subsetsum, lmc, transfer."""
     return KINDS
 
 

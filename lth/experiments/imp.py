@@ -198,6 +198,23 @@ class ImpPlan:
             stack = NetworkStack.build(self.model, [self.init_seed(m) for m in members], ctx.device)
             self._init = stack.select(range(len(ctx.trials)))
             return stack
+        masks, rewound = self.tickets(level)
+        parts = []
+        for member in members:
+            reinit = self.init_seed(member) if member.control == "reinit" else None
+            shuffle = derive_seed("random_mask", cfg.seed, member.trial, level) if member.control == "random_mask" \
+                else None
+            parts.append(self.part(member.trial, masks, rewound, reinit_seed=reinit, mask_seed=shuffle))
+        stack = NetworkStack.from_states(self.template(), parts)
+        pruning.check_density({n: m[:len(ctx.trials)] for n, m in stack.masks.items()}, self.targets[level])
+        return stack
+
+    def tickets(self, level: int) -> tuple[dict, dict]:
+        """This process's tickets of ``level`` >= 1, one row per trial of ``ctx.trials``: the masks (weight
+        name -> (trials, *shape) bool) that magnitude pruning of the previous level's (iterative) or the
+        dense (one-shot) networks gives at the level's targets, and the weights they rewind to
+        (``{"params", "buffers"}``: init, iteration k's or the final weights, by ``rewind``)."""
+        ctx, cfg = self.ctx, self.ctx.config
         previous, dense = ctx.state(f"level_{level - 1:02d}"), ctx.state("level_00")
         source = previous if cfg.strategy == "iterative" else dense  # what this level prunes
         tickets = NetworkStack.from_states(self.template(), [source["final"]])
@@ -208,24 +225,26 @@ class ImpPlan:
             rewound = dense["rewind"]
         else:
             rewound = dense["init"]
-        parts = []
-        for member in members:
-            p = ctx.trials.index(member.trial)  # its row in this shard's states
-            weights = {g: {n: v[p:p + 1] for n, v in rewound[g].items()} for g in ("params", "buffers")}
-            mask = {n: v[p:p + 1] for n, v in masks.items()}
-            if member.control == "reinit":
-                fresh = NetworkStack.from_models([self.model(self.init_seed(member))])
-                weights = {g: getattr(fresh, g) for g in ("params", "buffers")}
-            elif member.control == "random_mask":
-                generator = torch.Generator(device=ctx.device).manual_seed(
-                    derive_seed("random_mask", cfg.seed, member.trial, level))
-                mask = random_masks(mask, generator)
-            parts.append({"params": {n: v.detach().to(ctx.device) for n, v in weights["params"].items()},
-                          "buffers": {n: v.to(ctx.device) for n, v in weights["buffers"].items()},
-                          "masks": {n: v.to(ctx.device) for n, v in mask.items()}})
-        stack = NetworkStack.from_states(self.template(), parts)
-        pruning.check_density({n: m[:len(ctx.trials)] for n, m in stack.masks.items()}, self.targets[level])
-        return stack
+        return masks, rewound
+
+    def part(self, trial: int, masks: dict, rewound: dict, *, reinit_seed: int | None = None,
+             mask_seed: int | None = None) -> dict:
+        """One network's state (``{"params", "buffers", "masks"}`` on the device) from ``trial``'s row of
+        `tickets`: the ticket itself; with ``reinit_seed``, its mask on fresh weights of that seed (random
+        reinitialisation); with ``mask_seed``, a uniformly random mask with the ticket's kept count in
+        every layer (`lth.prune.masks.random_masks`, drawn on the device from that seed) on its weights."""
+        ctx = self.ctx
+        p = ctx.trials.index(trial)  # its row in this shard's states
+        weights = {g: {n: v[p:p + 1] for n, v in rewound[g].items()} for g in ("params", "buffers")}
+        mask = {n: v[p:p + 1] for n, v in masks.items()}
+        if reinit_seed is not None:
+            fresh = NetworkStack.from_models([self.model(reinit_seed)])
+            weights = {g: getattr(fresh, g) for g in ("params", "buffers")}
+        if mask_seed is not None:
+            mask = random_masks(mask, torch.Generator(device=ctx.device).manual_seed(mask_seed))
+        return {"params": {n: v.detach().to(ctx.device) for n, v in weights["params"].items()},
+                "buffers": {n: v.to(ctx.device) for n, v in weights["buffers"].items()},
+                "masks": {n: v.to(ctx.device) for n, v in mask.items()}}
 
     def template(self) -> torch.nn.Module:
         return self.model(0).to("meta")

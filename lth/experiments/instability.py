@@ -25,8 +25,15 @@ The path is evaluated inside each fork job rather than in one compute job at the
 resumes on another machine from small checkpoints (the parent's W_k and the last level's copy 0),
 not from every level's two copies.
 
-Rows: the training jobs' tidy rows with control ``k<k>`` and replicate = the copy (0, 1); the parent's
-control is ``parent``. Path rows: control ``k<k>``, replicate 0, split `PATH_SPLIT`, iteration = the
+Random controls (``controls``, at ``control_levels``): beside the IMP subnetwork of level L forked at k,
+the same fork stack trains two copies of (a) ``random_mask``: a uniformly random mask with the IMP
+mask's kept count in every layer, on W_k (random pruning), and (b) ``reinit``: the IMP mask on fresh
+initial weights (random reinitialisation), trained from k like the rest. Their pairs are interpolated
+as every other; their control is ``k<k>_<control>`` (e.g. ``k500_random_mask``). Off by default: runs
+stored before they existed keep their folders.
+
+Rows: the training jobs' tidy rows with control ``k<k>`` (or ``k<k>_<control>``) and replicate = the copy
+(0, 1); the parent's control is ``parent``. Path rows: control ``k<k>``, replicate 0, split `PATH_SPLIT`, iteration = the
 point's index p (α = p / (points − 1)), metric ``test_error``, ``train_error``, ``test_loss``,
 ``train_loss`` (errors as fractions).
 """
@@ -45,7 +52,7 @@ from lth.experiments.runner import Context, Job
 from lth.nets.models import build_model, prunable_weights
 from lth.nets.stack import NetworkStack
 from lth.prune import targets as pruning
-from lth.prune.masks import magnitude_masks
+from lth.prune.masks import magnitude_masks, random_masks
 from lth.schema import Member
 from lth.train.config import TrainConfig
 from lth.train.interpolate import MIN_POINTS, grid, path_errors
@@ -54,18 +61,31 @@ ROLE = "lmc"            # the gin scope of this kind's TrainConfig (lmc/TrainCon
 PARENT = "parent"       # control of the parents' rows
 PATH_SPLIT = "path"     # split of the interpolation rows
 COPIES = 2
+CONTROLS = ("random_mask", "reinit")  # random pruning, random reinitialisation of the IMP subnetwork
 
 
-def control(k: int) -> str:
-    """The control column of networks forked at iteration k, e.g. 'k500'."""
-    return f"k{k}"
+def control(k: int, variant: str = "") -> str:
+    """The control column of networks forked at iteration k, e.g. 'k500'; of a random control of the
+    subnetwork forked there, e.g. 'k500_random_mask' (``variant`` one of `CONTROLS`)."""
+    return f"k{k}_{variant}" if variant else f"k{k}"
+
+
+def _split_control(control_name: str) -> tuple[int, str]:
+    head, _, variant = control_name.partition("_") if isinstance(control_name, str) else ("", "", "")
+    if not (head.startswith("k") and head[1:].isdigit()) or (variant and variant not in CONTROLS):
+        raise ValueError(f"{control_name!r} is not a fork control ('k<iteration>' or 'k<iteration>_<control>', "
+                         f"control one of {', '.join(CONTROLS)})")
+    return int(head[1:]), variant
 
 
 def k_of(control_name: str) -> int:
-    """Inverse of `control`; ValueError for another control."""
-    if not (isinstance(control_name, str) and control_name.startswith("k") and control_name[1:].isdigit()):
-        raise ValueError(f"{control_name!r} is not a fork control ('k<iteration>')")
-    return int(control_name[1:])
+    """The fork iteration of a `control` name; ValueError for another control."""
+    return _split_control(control_name)[0]
+
+
+def variant_of(control_name: str) -> str:
+    """'' for a dense network or an IMP subnetwork, else its random control ('random_mask', 'reinit')."""
+    return _split_control(control_name)[1]
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,10 @@ class LmcConfig:
         bn_examples: training examples (a seeded sample) on which BatchNorm statistics are recomputed
             at each point, >= 1 (default 10000; unused without BatchNorm).
         layer_collapse_ok: train networks that lost a whole layer (default False: refuse).
+        controls: random controls of the IMP subnetworks, any of ``random_mask`` and ``reinit``
+            (default (): none). Hashed only when set, so runs stored before it existed keep their folders.
+        control_levels: the sparse levels (each in [1, levels]) at which the controls are forked
+            (default (): every sparse level). Hashed only when set.
     """
     experiment: str = "lmc"
     dataset: str = "mnist"
@@ -108,6 +132,8 @@ class LmcConfig:
     seed: int = 0
     split_seed: int = 0
     layer_collapse_ok: bool = False
+    controls: tuple = field(default=(), metadata={"hashed_when_set": True})
+    control_levels: tuple = field(default=(), metadata={"hashed_when_set": True})
 
     def __post_init__(self):
         check_common(self)
@@ -125,6 +151,14 @@ class LmcConfig:
         v.choice(self, "scope", pruning.SCOPES)
         v.integer(self, "train_eval_examples", minimum=0)
         v.integer(self, "bn_examples", minimum=1)
+        v.items(self, "controls", distinct=True, each=lambda c: v.choice(self, "controls", CONTROLS, c,
+                                                                          "LmcConfig control"))
+        v.items(self, "control_levels", distinct=True)
+        for level in self.control_levels:
+            if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= self.levels:
+                v.fail(self, "control_levels", f"sparse levels, integers in [1, {self.levels}] (LmcConfig.levels)")
+        if self.control_levels and not self.controls:
+            v.fail(self, "control_levels", "() without LmcConfig.controls (set the controls to fork there)")
 
 
 def _check_duration(k) -> None:
@@ -210,8 +244,16 @@ class LmcPlan:
         return {"rewind": rewind}
 
     # ---- the forks: level L, iteration k -------------------------------------------------------
+    def variants(self, level: int) -> list[str]:
+        """'' (the IMP subnetwork or dense network), then the random controls forked at ``level``."""
+        cfg = self.ctx.config
+        at = level > 0 and (not cfg.control_levels or level in cfg.control_levels)
+        return ["", *(cfg.controls if at else ())]
+
     def members(self, level: int, k: int) -> list[Member]:
-        return [Member(t, level, control(k), c) for t in self.ctx.trials for c in range(COPIES)]
+        """Per variant (`variants`), trial-major, copy-minor: the two copies of a pair are neighbours."""
+        return [Member(t, level, control(k, variant), c) for variant in self.variants(level)
+                for t in self.ctx.trials for c in range(COPIES)]
 
     def key(self, level: int, k: int) -> str:
         return f"level_{level:02d}_k{k}"
@@ -221,12 +263,14 @@ class LmcPlan:
         return Job(key=self.key(level, k), members=members, build=lambda: self.fork_stack(level, k),
                    train_cfg=ctx.trains[ROLE], start=k,
                    data_seeds=[self.copy_seed(m.trial, level, k, m.replicate) for m in members],
-                   after=lambda stack, history, snapshot: {"final": stack.select(range(0, stack.size, COPIES))},
+                   after=lambda stack, history, snapshot: {"final": stack.select(range(0, COPIES * len(ctx.trials), COPIES))},
                    extra_rows=lambda stack: self.path_rows(stack),
-                   labels=[f"level {level} k {k} trial {m.trial} copy {m.replicate}" for m in members])
+                   labels=[f"level {level} k {k} {variant_of(m.control) or 'trial'} {m.trial} copy {m.replicate}"
+                           for m in members])
 
     def fork_stack(self, level: int, k: int) -> NetworkStack:
-        """2 copies per trial of m_L ⊙ W_k (member order: trial-major, copy-minor)."""
+        """2 copies per trial of m_L ⊙ W_k (member order: trial-major, copy-minor), then those of each
+        random control at this level (`variants`)."""
         ctx, trials = self.ctx, len(self.ctx.trials)
         rewound = ctx.state("parent")["rewind"][k]
         rewound = {g: {n: t.to(ctx.device) for n, t in rewound[g].items()} for g in ("params", "buffers")}
@@ -239,10 +283,21 @@ class LmcPlan:
             found = magnitude_masks(tickets, self.targets[level])
             masks = {n: m.to(rewound["params"][n].dtype) for n, m in found.items()}
         twice = lambda t: t.repeat_interleave(COPIES, dim=0)
-        state = {"params": {n: twice(t) for n, t in rewound["params"].items()},
-                 "buffers": {n: twice(t) for n, t in rewound["buffers"].items()},
-                 "masks": {n: twice(m) for n, m in masks.items()}}
-        stack = NetworkStack.from_states(self.template(), [state])
+        states = []
+        for variant in self.variants(level):
+            weights, kept = rewound, masks
+            if variant == "random_mask":  # random pruning: the same count per layer, on W_k
+                generator = torch.Generator(device=ctx.device).manual_seed(
+                    derive_seed("lmc_random_mask", ctx.config.seed, level, k))
+                kept = {n: m.to(masks[n].dtype) for n, m in random_masks(masks, generator).items()}
+            elif variant == "reinit":  # the IMP mask on fresh initial weights
+                fresh = NetworkStack.build(self.model, [derive_seed("lmc_reinit", ctx.config.seed, t, level, k)
+                                                        for t in ctx.trials], ctx.device).state()
+                weights = {g: fresh[g] for g in ("params", "buffers")}
+            states.append({"params": {n: twice(t) for n, t in weights["params"].items()},
+                           "buffers": {n: twice(t) for n, t in weights["buffers"].items()},
+                           "masks": {n: twice(m) for n, m in kept.items()}})
+        stack = NetworkStack.from_states(self.template(), states)
         pruning.check_density({n: m[::COPIES][:trials] for n, m in stack.masks.items()}, self.targets[level])
         return stack
 

@@ -75,7 +75,10 @@ class Job:
 
     A compute job (``compute`` set, no ``build``): a step that trains nothing and has no done
     marker (e.g. SubsetSum's solve, redone and timed on every run); its return value is the run's
-    output under ``key``."""
+    output under ``key``.
+
+    ``data``: the data set it trains and is evaluated on (default the context's; a transfer of
+    tickets trains some jobs on a second data set, `lth.experiments.transfer`)."""
     key: str
     members: Sequence[Member] = ()
     build: Callable[[], NetworkStack] | None = None
@@ -90,6 +93,7 @@ class Job:
     state_key: str | None = None
     labels: Sequence[str] | None = None
     compute: Callable[[], Any] | None = None
+    data: DataSplits | None = None
 
 
 @dataclass
@@ -205,7 +209,7 @@ class Runner:
             if job.compute is not None:
                 rows.append({"job": job.key, "networks": 0, "iterations": 0, "done": False})
                 continue
-            steps = job.train_cfg.steps(len(ctx.data.train))
+            steps = job.train_cfg.steps(len(job.data.train if job.data is not None else ctx.data.train))
             done = (self.run_path / "done" / ctx.key(job.key)).exists()
             rows.append({"job": job.key, "networks": len(job.members), "iterations": steps.total - job.start,
                          "done": done})
@@ -251,6 +255,7 @@ class Runner:
 
     def _train(self, job: Job, key: str) -> None:
         ctx, run = self.context, self.context.run
+        data = job.data if job.data is not None else ctx.data
         progress = f"{key}_progress"
         stack = job.build()
         if not getattr(ctx.config, "layer_collapse_ok", False):
@@ -258,7 +263,7 @@ class Runner:
         members = list(job.members)
         labels = job.labels or [f"{job.key}: {m.label()}" for m in members]
         history, snapshot = train(
-            stack, ctx.data, job.train_cfg, data_seeds=list(job.data_seeds), start=job.start, labels=labels,
+            stack, data, job.train_cfg, data_seeds=list(job.data_seeds), start=job.start, labels=labels,
             resume=run.load_progress(progress, required=PROGRESS_ENTRIES),
             checkpoint=lambda state: run.save_checkpoint_in_background(progress, state),
             callbacks=[*job.callbacks, *self.callbacks], snapshot_at=job.snapshot_at,
@@ -266,7 +271,7 @@ class Runner:
         state = job.after(stack, history, snapshot) if job.after is not None else None
         extra = list(job.extra_rows(stack)) if job.extra_rows is not None else []
         extra += [{"member": i, "iteration": history.iterations[-1], "split": META_SPLIT, "metric": FAILED_TO_LEARN,
-                   "value": 1.0} for i, _ in learning_failures(history, ctx.data.num_classes, job.start)]
+                   "value": 1.0} for i, _ in learning_failures(history, data.num_classes, job.start)]
         rows = metric_rows(job.experiment or ctx.config.experiment, members, stack.density().tolist(), history, extra)
         state_key = ctx.key(job.state_key or job.key)
         if state is not None:

@@ -43,12 +43,12 @@ ESTIMATED_S = {
     "smoke": {"lmc_instability": 14, "lth_conv": 9, "lth_lenet_curves": 18, "lth_lenet_iterative": 11,
               "lth_lenet_oneshot": 16, "pai_lenet": 30, "pai_lenet5_caffe": 18, "pensia_subsetsum": 20,
               "rewinding": 120, "strong_edgepopup": 20, "strong_gem_miner": 16, "strong_pensia_redundant": 16,
-              "strong_train_ticket": 12},
+              "strong_train_ticket": 12, "transfer_tickets": 20},
     "quick": {"lmc_instability": 34, "lth_conv": 8, "lth_lenet_curves": 45, "lth_lenet_iterative": 9,
               "lth_lenet_oneshot": 45, "pai_lenet": 44, "pai_lenet5_caffe": 46, "pensia_subsetsum": 33,
               "rewinding": 120,
               "strong_edgepopup": 69, "strong_gem_miner": 21, "strong_pensia_redundant": 105,
-              "strong_train_ticket": 26},
+              "strong_train_ticket": 26, "transfer_tickets": 100},
 }
 
 

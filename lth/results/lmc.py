@@ -9,20 +9,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lth.experiments.instability import PARENT, PATH_SPLIT, k_of
+from lth.experiments.instability import PARENT, PATH_SPLIT, k_of, variant_of
 from lth.results.analysis import MissingData
 from lth.results.figures import plt, subplots
 
 PAIR = ["experiment", "trial", "level", "density", "control"]
-PAIR_COLUMNS = PAIR + ["k", "test_instability", "train_instability", "test_error_ends", "train_error_ends",
+PAIR_COLUMNS = PAIR + ["k", "variant", "test_instability", "train_instability", "test_error_ends", "train_error_ends",
                        "final_test_accuracy", "dense_test_accuracy", "accuracy_drop", "failed_to_learn"]
 STABLE_BELOW = 2.0  # pp: the paper's threshold for "stable" (papers.md §9a, [2nd])
 
 
 def path_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per pair and point: PAIR columns, k, alpha, point, test_error, train_error (%),
-    test_loss, train_loss. Empty (those columns) when the run has no path rows."""
-    columns = PAIR + ["k", "point", "alpha", "test_error", "train_error", "test_loss", "train_loss"]
+    """One row per pair and point: PAIR columns, k, variant ('' for dense / IMP networks, else the random
+    control: 'random_mask', 'reinit'), alpha, point, test_error, train_error (%), test_loss, train_loss.
+    Empty (those columns) when the run has no path rows."""
+    columns = PAIR + ["k", "variant", "point", "alpha", "test_error", "train_error", "test_loss", "train_loss"]
     rows = metrics[metrics.split == PATH_SPLIT] if not metrics.empty else metrics
     if rows.empty:
         return pd.DataFrame(columns=columns)
@@ -31,13 +32,15 @@ def path_table(metrics: pd.DataFrame) -> pd.DataFrame:
     points = wide.groupby(PAIR)["point"].transform("max")
     wide["alpha"] = wide.point / points
     wide["k"] = wide.control.map(k_of)
+    wide["variant"] = wide.control.map(variant_of)
     for split in ("test", "train"):
         wide[f"{split}_error"] = 100 * wide[f"{split}_error"]
     return wide[columns].sort_values(PAIR + ["point"]).reset_index(drop=True)
 
 
 def pair_table(metrics: pd.DataFrame, networks: pd.DataFrame) -> pd.DataFrame:
-    """One row per pair (experiment, trial, level, k): `PAIR_COLUMNS`.
+    """One row per pair (experiment, trial, level, k, variant): `PAIR_COLUMNS`. variant: '' for the dense
+    network (level 0) and the IMP subnetworks, else the random control ('random_mask', 'reinit').
 
     test/train_instability: max over the path of the error minus the mean of the two ends' (pp).
     final_test_accuracy: the two copies' mean at the end of training (%); dense_test_accuracy: the
@@ -51,6 +54,7 @@ def pair_table(metrics: pd.DataFrame, networks: pd.DataFrame) -> pd.DataFrame:
     for key, rows in groups:
         rows = rows.sort_values("point")
         row = dict(zip(PAIR + ["k"], key))
+        row["variant"] = variant_of(row["control"])
         for split in ("test", "train"):
             errors = rows[f"{split}_error"].to_numpy()
             ends = (errors[0] + errors[-1]) / 2
@@ -72,15 +76,16 @@ def pair_table(metrics: pd.DataFrame, networks: pd.DataFrame) -> pd.DataFrame:
     if failed is not None:
         flags = failed.reindex(pd.MultiIndex.from_frame(table[["experiment", "trial", "level", "control"]]))
         table["failed_to_learn"] = flags.fillna(False).astype(bool).to_numpy()
-    return table[PAIR_COLUMNS].sort_values(["experiment", "level", "k", "trial"]).reset_index(drop=True)
+    return table[PAIR_COLUMNS].sort_values(["experiment", "level", "variant", "k", "trial"]).reset_index(drop=True)
 
 
 def summary(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per experiment, level and k: the mean, min and max over trials of the instabilities and the
-    accuracy drop, the number of pairs, and whether the mean is stable (< `STABLE_BELOW` pp)."""
+    """Per experiment, level, variant ('' or a random control) and k: the mean, min and max over trials
+    of the instabilities and the accuracy drop, the number of pairs, and whether the mean is stable
+    (< `STABLE_BELOW` pp)."""
     if pairs.empty:
         return pd.DataFrame()
-    keys = ["experiment", "level", "k"]
+    keys = ["experiment", "level", "variant", "k"]
     values = ["test_instability", "train_instability", "final_test_accuracy", "accuracy_drop"]
     stats = pairs.groupby(keys)[values].agg(["mean", "min", "max"])
     stats.columns = [f"{column}_{stat}" for column, stat in stats.columns]
@@ -92,10 +97,13 @@ def summary(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def instability_figure(pairs: pd.DataFrame, title: str):
     """Test and train instability (pp) against the fork iteration k, one line per density (mean over
-    trials, the band min–max); the dashed line is the paper's 2 pp threshold of stability.
-    MissingData when there are no pairs."""
+    trials, the band min–max); the random controls (where run) as dashed (random mask) and dotted
+    (random reinit) lines in their density's colour; the grey dashed line is the paper's 2 pp threshold
+    of stability. MissingData when there are no pairs."""
     if pairs.empty:
         raise MissingData("no interpolation results")
+    controls = pairs[pairs.variant != ""]
+    pairs = pairs[pairs.variant == ""]
     fig, axes = subplots(2, width=5.0, height=3.8)
     axes = axes[0]
     levels = sorted(pairs.level.unique())
@@ -110,6 +118,12 @@ def instability_figure(pairs: pd.DataFrame, title: str):
             density = 100 * rows.density.mean()
             ax.plot(x, stats["mean"], marker="o", color=colour, label=f"{density:.1f}% remaining")
             ax.fill_between(x, stats["min"], stats["max"], color=colour, alpha=0.15, linewidth=0)
+            for variant, style in (("random_mask", "--"), ("reinit", ":")):
+                mine = controls[(controls.level == level) & (controls.variant == variant)]
+                if not mine.empty:
+                    means = mine.groupby("k")[f"{split}_instability"].mean().reindex(ks).dropna()
+                    ax.plot([position[k] for k in means.index], means, marker="x", linestyle=style, color=colour,
+                            label=f"{density:.1f}%, {'random mask' if variant == 'random_mask' else 'random reinit'}")
         ax.axhline(STABLE_BELOW, color="grey", linestyle="--", linewidth=1, label="stable below (2 pp)")
         ax.set_xticks(range(len(ks)), [f"{k:,}" for k in ks])
         ax.set_ylim(bottom=0)  # the barrier is never below 0: the path's maximum includes both ends
@@ -131,6 +145,7 @@ def path_figure(path: pd.DataFrame, k: int, title: str, split: str = "test"):
     ax = axes[0][0]
     levels = sorted(rows.level.unique())
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(levels)))
+    rows = rows[rows.variant == ""]
     for colour, level in zip(colours, levels):
         mine = rows[rows.level == level]
         curve = mine.groupby("alpha")[f"{split}_error"].mean()

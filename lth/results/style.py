@@ -28,12 +28,15 @@ LABELS = {
     "lenet300": "LeNet-300-100", "conv2": "Conv-2", "conv4": "Conv-4", "conv6": "Conv-6",
     "fc2": "2-layer FC (500 hidden)", "fc4": "4-layer FC (500-500-500 hidden)", "lenet5": "LeNet-5 (frozen random convs)",
     "resnet20": "ResNet-20", "mlp": "MLP (512-256-128 hidden)", "cnn": "CNN conv32-conv64-fc128",
+    # tickets across data sets (lth.experiments.transfer): the ticket itself is the target's own
+    "transfer": "transferred ticket",
 }
-CONTROL_ORDER = [TICKET, "reinit", "random_mask"]
+CONTROL_ORDER = [TICKET, "transfer", "reinit", "random_mask"]
 CONTROL_STYLE = {
     TICKET: {"color": "C0", "linestyle": "-", "marker": "o"},
     "reinit": {"color": "C1", "linestyle": "--", "marker": "s"},
     "random_mask": {"color": "C2", "linestyle": ":", "marker": "^"},
+    "transfer": {"color": "C3", "linestyle": "-", "marker": "D"},
 }
 AXIS_LABELS = {
     "early_stop_iteration": "Early-stop iteration (iterations)",

@@ -156,7 +156,7 @@ def test_the_smoke_recipe_runs_from_the_command_line(tmp_path):
     folders = list((tmp_path / "lmc_lenet300").iterdir())
     assert len(folders) == 1 and (folders[0] / "done" / "level_01_k20").exists()
     rows = pd.read_csv(folders[0] / "metrics" / "level_01_k20.csv")
-    assert (rows.split == PATH_SPLIT).sum() == 3 * 4  # smoke: 3 points x 4 metrics, one trial
+    assert (rows.split == PATH_SPLIT).sum() == 3 * 4 * 3  # smoke: 3 points x 4 metrics, one trial, IMP + 2 controls
 
 
 def pairs_frame(test_instability, k=0, level=0, density=1.0, drop=-0.3):
@@ -172,11 +172,67 @@ def test_lenet_claims_are_judged_by_the_standard():
                         pairs_frame([0.4, 0.5, 0.3], level=10, density=0.108, drop=-0.3),
                         pairs_frame([0.4, 0.5, 0.3], level=10, density=0.108, k=500)], ignore_index=True)
     table = claims.evaluate(claims.LMC_LENET, stable, profile="paper", dataset="mnist")
-    assert list(table.verdict) == ["reproduced"] * 4
+    assert list(table.verdict) == ["reproduced"] * 4 + ["not run"] * 2  # no random controls in this frame
     unstable = stable.assign(test_instability=stable.test_instability + 5)
     assert set(claims.evaluate(claims.LMC_LENET[:3], unstable, profile="paper", dataset="mnist").verdict) == \
         {"not reproduced"}
-    assert set(claims.evaluate(claims.LMC_LENET, stable, profile="smoke", dataset="mnist").verdict) == {"not judged"}
+    assert set(claims.evaluate(claims.LMC_LENET[:4], stable, profile="smoke", dataset="mnist").verdict) == \
+        {"not judged"}
+    # random controls at 10.8%: 0.8 pp below dense (not matching), unstable or not
+    with_controls = pd.concat([stable.assign(variant=""), *(pairs_frame([0.4, 0.6, 0.5], level=10, density=0.108,
+                                                                       drop=0.8).assign(variant=v, control=f"k0_{v}")
+                                                            for v in ("random_mask", "reinit"))], ignore_index=True)
+    table = claims.evaluate(claims.LMC_LENET, with_controls, profile="paper", dataset="mnist")
+    assert list(table.verdict) == ["reproduced"] * 6
+    assert table["mean"].iloc[4] == pytest.approx(0.8)
     fashion = claims.evaluate(claims.LMC_RESNET20, unstable.assign(k=unstable.k), profile="paper",
                               dataset="fashion_mnist")
     assert set(fashion.verdict) <= {"not comparable", "not run"}
+
+
+def test_random_controls_are_off_by_default_and_leave_the_hash_alone():
+    from lth.experiments.instability import operative_config
+    plain = operative_config(LmcConfig(), FAST)
+    assert "controls" not in plain and "control_levels" not in plain
+    assert "LmcConfig.controls = ('random_mask',)" in operative_config(LmcConfig(controls=("random_mask",)), FAST)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"controls": ("shuffle",)}, "unknown LmcConfig control 'shuffle'; valid: random_mask, reinit"),
+    ({"controls": ("reinit",), "control_levels": (2,)}, r"sparse levels, integers in \[1, 1\]"),
+    ({"control_levels": (1,)}, "without LmcConfig.controls"),
+])
+def test_bad_random_controls_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config(**overrides)
+
+
+def test_random_controls_fork_beside_the_imp_subnetwork(tmp_path, synthetic):
+    from lth.experiments.instability import LmcPlan, variant_of
+    run = Runner(kind_of("lmc"), config(controls=("random_mask", "reinit")), {"lmc": FAST}, root=tmp_path,
+                 device="cpu", data=synthetic)
+    metrics = run.run().metrics
+    pairs = lmc.pair_table(metrics, lmc_networks(metrics))
+    assert len(pairs) == 2 * 2 * 2 + 2 * 2 * 2  # dense + IMP (levels x ks x trials) + 2 controls x ks x trials
+    assert set(pairs[pairs.level == 1].variant) == {"", "random_mask", "reinit"}
+    assert set(pairs[pairs.level == 0].variant) == {""}
+    assert pairs.test_instability.ge(0).all()
+    plan = LmcPlan(run.context)
+    plan.ctx.run = run.run_dir
+    for k in plan.ks:
+        members = plan.members(1, k)
+        stack = plan.fork_stack(1, k)
+        rows = {v: [i for i, m in enumerate(members) if variant_of(m.control) == v] for v in ("", "random_mask", "reinit")}
+        for name, mask in stack.masks.items():
+            imp, random, reinit = (mask[rows[v]].bool() for v in ("", "random_mask", "reinit"))
+            assert torch.equal(reinit, imp)  # the IMP mask on fresh weights
+            assert torch.equal(random.flatten(1).sum(1), imp.flatten(1).sum(1)) and not torch.equal(random, imp)
+            assert torch.equal(random[0::2], random[1::2])  # both copies of a pair start identical
+        weights = next(iter(stack.masks))
+        params = stack.params[weights]
+        assert not torch.equal(params[rows["reinit"]], params[rows[""]])
+        assert torch.equal(params[rows[""]][0], params[rows[""]][1])
+    # the claims read IMP pairs only; the control claims read their own
+    from lth.results import claims
+    table = claims.evaluate(claims.LMC_LENET, pairs, profile="paper", dataset="mnist")
+    assert "no level near 10.7%" in table.detail.iloc[-1]

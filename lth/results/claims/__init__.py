@@ -8,6 +8,7 @@ it; `lth.results.verdicts` holds the machinery (statistics, rules, the claims ta
     subsetsum  Pensia et al. Exp. 1
     lmc        Frankle et al. 2020, linear mode connectivity (instability)
     rewinding  Renda et al. 2020: learning-rate rewinding vs weight rewinding vs fine-tuning
+    transfer   Morcos et al. 2019 and Mehta 2019, tickets across data sets (MNIST <-> Fashion-MNIST)
 """
 
 from lth.results.analysis import MissingData, combine
@@ -19,15 +20,17 @@ from lth.results.claims.rewinding import RENDA_REWINDING
 from lth.results.claims.strong import (PENSIA_READ_OUTS, STRONG_EDGEPOPUP, STRONG_GEM_MINER, STRONG_PENSIA,
                                        STRONG_TRAIN_TICKET)
 from lth.results.claims.subsetsum import PENSIA_SUBSETSUM
+from lth.results.claims.transfer import TRANSFER_MNIST
 from lth.results.verdicts import BASE_COLUMNS, COLUMNS, VERDICTS, Claim, Rule, Sample, evaluate
 
 ALL = {"lenet_iterative": LENET_ITERATIVE, "lenet_curves": LENET_CURVES, "lenet_one_shot": LENET_ONE_SHOT,
        "conv": CONV, "snip_lenet300": SNIP_LENET300, "snip_lenet5_caffe": SNIP_LENET5_CAFFE,
        "strong_edgepopup": STRONG_EDGEPOPUP, "strong_pensia": STRONG_PENSIA, "strong_gem_miner": STRONG_GEM_MINER,
        "strong_train_ticket": STRONG_TRAIN_TICKET, "pensia_subsetsum": PENSIA_SUBSETSUM,
-       "lmc_lenet": LMC_LENET, "lmc_resnet20": LMC_RESNET20, "renda_rewinding": RENDA_REWINDING}
+       "lmc_lenet": LMC_LENET, "lmc_resnet20": LMC_RESNET20, "renda_rewinding": RENDA_REWINDING,
+       "transfer_mnist": TRANSFER_MNIST}
 
 __all__ = ["ALL", "BASE_COLUMNS", "COLUMNS", "CONV", "Claim", "LENET_CURVES", "LENET_ITERATIVE", "LENET_ONE_SHOT", "LMC_LENET", "LMC_RESNET20",
            "MissingData", "PENSIA_READ_OUTS", "PENSIA_SUBSETSUM", "RENDA_REWINDING", "Rule", "SNIP_LENET300",
            "SNIP_LENET5_CAFFE", "STRONG_EDGEPOPUP", "STRONG_GEM_MINER", "STRONG_PENSIA", "STRONG_TRAIN_TICKET", "Sample",
-           "VERDICTS", "combine", "evaluate", "snip_ablation"]
+           "TRANSFER_MNIST", "VERDICTS", "combine", "evaluate", "snip_ablation"]

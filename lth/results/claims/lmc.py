@@ -27,10 +27,12 @@ ANCHOR_PERCENT = 10.7  # Stabilizing-LTH Fig. 3: IMP LeNet at 10.7% remaining
 TOLERANCE = 0.05     # relative distance of a level's density from a named one
 
 
-def _rows(pairs: pd.DataFrame, *, level=None, k=None, sparse: bool = False) -> pd.DataFrame:
+def _rows(pairs: pd.DataFrame, *, level=None, k=None, sparse: bool = False, variant: str = "") -> pd.DataFrame:
     if not {"k", "level", "test_instability"} <= set(pairs.columns):
         raise MissingData("no instability results (expected lth.results.lmc.pair_table's frame)")
-    rows = pairs
+    rows = pairs[pairs.variant == variant] if "variant" in pairs else pairs if not variant else pairs.iloc[:0]
+    if rows.empty and variant:
+        raise MissingData(f"no {variant} controls in this run (LmcConfig.controls)")
     if level is not None:
         rows = rows[rows.level == level]
     if sparse:
@@ -64,20 +66,22 @@ def instability_every_k(column: str, level: int = 0):
     return measure
 
 
-def instability_every_level(column: str, k: int):
-    """Range: per sparse level (IMP subnetworks) forked at ``k``, the instability per trial."""
+def instability_every_level(column: str, k: int, variant: str = ""):
+    """Range: per sparse level forked at ``k``, the instability per trial of the IMP subnetworks
+    (``variant`` '') or of a random control ('random_mask', 'reinit')."""
     def measure(pairs: pd.DataFrame) -> list[Sample]:
-        rows = _rows(pairs, k=k, sparse=True)
+        rows = _rows(pairs, k=k, sparse=True, variant=variant)
         return [_sample(rows[rows.level == level], column, column.replace("_", " "))
                 for level in sorted(rows.level.unique())]
     return measure
 
 
-def drop_near(percent: float, k: int):
+def drop_near(percent: float, k: int, variant: str = ""):
     """Per trial: accuracy drop (pp, dense minus subnetwork) at the sparse level nearest ``percent``
-    remaining, forked at ``k``. MissingData when no level is within 5% (relative) of it."""
+    remaining, forked at ``k``, of the IMP subnetworks (``variant`` '') or of a random control.
+    MissingData when no level is within 5% (relative) of it."""
     def measure(pairs: pd.DataFrame) -> Sample:
-        rows = _rows(pairs, k=k, sparse=True)
+        rows = _rows(pairs, k=k, sparse=True, variant=variant)
         densities = 100 * rows.groupby("level").density.mean()
         distance = (densities - percent).abs()
         if distance.min() > TOLERANCE * percent:
@@ -111,6 +115,18 @@ LMC_LENET = [
           MATCHING_DROP, "pp", "drop ≤ {v}", "dense test accuracy (parent, trained from W0) minus the IMP "
           "subnetwork's (rewound to k = 0, mean of its two copies) at the end of training, per trial",
           drop_near(ANCHOR_PERCENT, 0), Rule(AT_MOST), "mnist"),
+    Claim("lmc_lenet_reinit_not_matching", "LMC §4 (random reinit); SLTH Fig. 3 (LeNet at 10.7%)",
+          "Randomly reinitialised IMP subnetworks of LeNet-300-100 are not matching at 10.7% of weights remaining "
+          "(SLTH: random reinit 97.5 ± 0.3% vs dense 98.0 ± 0.2%).",
+          MATCHING_DROP, "pp", "drop > {v}", "dense test accuracy minus the randomly reinitialised IMP "
+          "subnetwork's (IMP mask, fresh weights, k = 0, mean of its two copies), per trial",
+          drop_near(ANCHOR_PERCENT, 0, "reinit"), Rule(AT_LEAST), "mnist"),
+    Claim("lmc_lenet_random_mask_not_matching", "LMC §4 (random pruning; [2nd], LeNet named as an exception)",
+          "Randomly pruned subnetworks (random mask at the IMP subnetwork's per-layer densities, rewound to k = 0) "
+          "are not matching (the note names LeNet an exception without saying in what: unverified).",
+          MATCHING_DROP, "pp", "drop > {v}", "dense test accuracy minus the randomly pruned subnetwork's (k = 0, mean "
+          "of its two copies), at the level nearest 10.7% remaining, per trial",
+          drop_near(ANCHOR_PERCENT, 0, "random_mask"), Rule(AT_LEAST), "mnist"),
 ]
 
 LMC_RESNET20 = [
@@ -128,4 +144,14 @@ LMC_RESNET20 = [
           STABLE, "pp", "< {v} at k = 500",
           "test instability of IMP subnetworks rewound to k = 500, every sparse level",
           instability_every_level("test_instability", 500), Rule(AT_MOST), "cifar10"),
+    Claim("lmc_resnet20_random_mask_unstable", "LMC §4 (random pruning, ResNet-20)",
+          "Randomly pruned subnetworks are unstable (and not matching) at every rewind point, where IMP "
+          "subnetworks rewound to iteration 500 are stable.", STABLE, "pp", "> {v} at k = 500",
+          "test instability of randomly pruned subnetworks (random mask, W_500), every level with controls",
+          instability_every_level("test_instability", 500, "random_mask"), Rule(AT_LEAST), "cifar10"),
+    Claim("lmc_resnet20_reinit_unstable", "LMC §4 (random reinit, ResNet-20)",
+          "Randomly reinitialised IMP subnetworks are unstable (and not matching) at every rewind point.",
+          STABLE, "pp", "> {v} at k = 500",
+          "test instability of randomly reinitialised IMP subnetworks forked at k = 500, every level with controls",
+          instability_every_level("test_instability", 500, "reinit"), Rule(AT_LEAST), "cifar10"),
 ]
