@@ -118,7 +118,7 @@ class ImpPlan:
             levels = range(1, cfg.levels + 1)
         self.targets = [pruning.targets(sizes, kinds, cfg.rates, level, cfg.scope) for level in [0, *levels]]
         total = ctx.trains[""].steps(len(ctx.data.train)).total
-        k = ctx.steps_of(cfg.rewind_iteration)
+        k = ctx.steps_of(getattr(cfg, "rewind_iteration", 0))  # kinds without rewinding (deconstruct) start at 0
         if not 0 <= k < total:
             raise ValueError(f"rewind_iteration {cfg.rewind_iteration!r} = {k} it is outside "
                              f"[0, {total}) of the training schedule")
