@@ -28,6 +28,20 @@ LABELS = {
     "fc2": "2-layer FC (500 hidden)", "fc4": "4-layer FC (500-500-500 hidden)", "lenet5": "LeNet-5 (frozen random convs)",
     "resnet20": "ResNet-20", "mlp": "MLP (512-256-128 hidden)", "cnn": "CNN conv32-conv64-fc128",
 }
+# Zhou et al.'s deconstruction (lth.experiments.deconstruct): its controls share names with other kinds'
+# ("reinit", "signed_constant", "random"), so lth.results.deconstruct relabels them from this table.
+ZHOU_LABELS = {
+    "large_final": "large final |w_f| (IMP)", "small_final": "small final", "large_init": "large init |w_i|",
+    "small_init": "small init", "large_init_large_final": "large init & large final",
+    "large_final_same_sign": "large final, same sign", "magnitude_increase": "magnitude increase |w_f|-|w_i|",
+    "movement": "movement |w_f-w_i|", "random": "random mask",
+    # what the kept weights start from (mask: large final) and what the pruned weights hold
+    "rewind": "rewind to w_0 (IMP)", "reinit": "random reinit", "reshuffle": "w_0 reshuffled among kept",
+    "signed_constant": "signed constant sign(w_0)*std", "zero": "pruned weights zero (IMP)",
+    "frozen_init": "pruned weights frozen at w_0",
+    # untrained weights under one-shot masks, and the learned supermask's frozen weights
+    "init": "weights w_0", "glorot_normal": "Glorot normal", "glorot_signed_constant": "Glorot signed constant",
+}
 CONTROL_ORDER = [TICKET, "reinit", "random_mask"]
 CONTROL_STYLE = {
     TICKET: {"color": "C0", "linestyle": "-", "marker": "o"},

@@ -7,10 +7,12 @@ it; `lth.results.verdicts` holds the machinery (statistics, rules, the claims ta
     strong     edge-popup, Zhou et al., Pensia Exp. 2, Gem-Miner, train_ticket
     subsetsum  Pensia et al. Exp. 1
     lmc        Frankle et al. 2020, linear mode connectivity (instability)
+    deconstruct  Zhou et al. 2019, deconstructing lottery tickets (criteria, treatments, supermasks)
 """
 
 from lth.results.analysis import MissingData, combine
 from lth.results.claims.conv import CONV
+from lth.results.claims.deconstruct import DECONSTRUCT
 from lth.results.claims.lenet import LENET_CURVES, LENET_ITERATIVE, LENET_ONE_SHOT
 from lth.results.claims.lmc import LMC_LENET, LMC_RESNET20
 from lth.results.claims.pai import SNIP_LENET300, SNIP_LENET5_CAFFE
@@ -22,8 +24,8 @@ ALL = {"lenet_iterative": LENET_ITERATIVE, "lenet_curves": LENET_CURVES, "lenet_
        "conv": CONV, "snip_lenet300": SNIP_LENET300, "snip_lenet5_caffe": SNIP_LENET5_CAFFE,
        "strong_edgepopup": STRONG_EDGEPOPUP, "strong_pensia": STRONG_PENSIA, "strong_gem_miner": STRONG_GEM_MINER,
        "strong_train_ticket": STRONG_TRAIN_TICKET, "pensia_subsetsum": PENSIA_SUBSETSUM,
-       "lmc_lenet": LMC_LENET, "lmc_resnet20": LMC_RESNET20}
+       "lmc_lenet": LMC_LENET, "lmc_resnet20": LMC_RESNET20, "deconstruct": DECONSTRUCT}
 
-__all__ = ["ALL", "BASE_COLUMNS", "COLUMNS", "CONV", "Claim", "LENET_CURVES", "LENET_ITERATIVE", "LENET_ONE_SHOT", "LMC_LENET", "LMC_RESNET20",
+__all__ = ["ALL", "BASE_COLUMNS", "COLUMNS", "CONV", "DECONSTRUCT", "Claim", "LENET_CURVES", "LENET_ITERATIVE", "LENET_ONE_SHOT", "LMC_LENET", "LMC_RESNET20",
            "MissingData", "PENSIA_SUBSETSUM", "Rule", "SNIP_LENET300", "SNIP_LENET5_CAFFE", "STRONG_EDGEPOPUP",
            "STRONG_GEM_MINER", "STRONG_PENSIA", "STRONG_TRAIN_TICKET", "Sample", "VERDICTS", "combine", "evaluate"]
