@@ -84,8 +84,9 @@ table
 #
 # MNIST FC 300-100-10 (papers.md §10f): the criteria ranking, signed constant ≈ rewind, the zeros
 # (the paper's evidence is CIFAR-10: not comparable here), untrained networks under masks, and the
-# learned supermask. The paper profile trains 30,000 of Zhou's 50,380 iterations and the supermask
-# 100 of 2000 epochs: the supermask verdicts depend on that shortening (each claim's detail says so).
+# learned supermask. The paper profile prunes to 10 of Zhou's 20 densities (two rounds at a time) and
+# trains the supermask 100 of 2000 epochs: the supermask verdicts depend on that shortening most (their
+# detail says so); `lth.results.claims.deconstruct` says what depends on what.
 
 # %%
 verdicts = claims.evaluate(claims.DECONSTRUCT, outcome.networks, reason=outcome.reason, context=outcome.context,

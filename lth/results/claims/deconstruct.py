@@ -13,11 +13,12 @@ Our tolerances, stated with each claim: "≈" is within ±1 pp of the reference 
 "worse" is a sign test, at 3.5–25% of weights remaining (where LTH's MNIST tickets still match and
 pruned variants separate); "about 40%" ±5 pp; a number from the abstract or a note ±2 pp.
 
-The paper profile shortens the protocol (lth/recipes/profiles/paper.gin): lottery training 30,000 of
-Zhou's 50,380 iterations and the supermask 100 of 2000 epochs. The supermask claims depend on that
-shortening most (their method text says so); the criteria and treatment claims read accuracy at early
-stop, which LeNet-300-100 mostly reaches well before 30,000 iterations; the untrained claims depend on
-it only through the dense network's final weights that score the masks.
+The paper profile shortens the protocol (lth/recipes/profiles/paper.gin): 10 of Zhou's 20 levels (rounds
+1, 3, ..., 19: two rounds' pruning at once after the first; Zhou prunes 24) at the full 50,000 iterations,
+and the supermask 100 of 2000 epochs. The supermask claims depend on that shortening most (their
+method text says so); the criteria and treatment claims on the coarser pruning schedule (masks pruned
+36% of the survivors at a time instead of 20%); the untrained claims read the best of 10 densities
+instead of 20 (their masks are one-shot from the dense network either way).
 """
 
 from __future__ import annotations
