@@ -39,8 +39,8 @@ KERNEL = "python3"
 # seconds measured on a busy 2-core machine.
 ESTIMATE_NOTE = "measured on an idle 2-core CPU"
 ESTIMATED_S = {
-    "smoke": {"lmc_instability": 14, "lth_conv": 9, "lth_lenet_curves": 18, "lth_lenet_iterative": 11,
-              "lth_lenet_oneshot": 16, "pai_lenet": 30, "pai_lenet5_caffe": 18, "pensia_subsetsum": 20,
+    "smoke": {"deconstruct_tickets": 15, "lmc_instability": 14, "lth_conv": 9, "lth_lenet_curves": 18,
+              "lth_lenet_iterative": 11, "lth_lenet_oneshot": 16, "pai_lenet": 30, "pai_lenet5_caffe": 18, "pensia_subsetsum": 20,
               "strong_edgepopup": 20, "strong_gem_miner": 16, "strong_pensia_redundant": 16,
               "strong_train_ticket": 12},
     "quick": {"lmc_instability": 34, "lth_conv": 8, "lth_lenet_curves": 45, "lth_lenet_iterative": 9,
