@@ -19,8 +19,8 @@ three questions, each network of a level one *variant* (the ``control`` column):
   their rows have control ``untrained:<criterion>:<weights>``, iteration 0. (2) ``supermask``:
   Zhou's learned supermask: Bernoulli(sigmoid(score)) masks trained over frozen Glorot-normal or
   Glorot signed-constant weights (`lth.nets.bernoulli`), control ``supermask:<weight init>``,
-  trained with ``supermask/TrainConfig``. Every trained network's iteration-0 evaluation is also
-  its untrained accuracy under its mask.
+  trained with ``supermask/TrainConfig`` (the lottery training with ``lottery/TrainConfig``). Every
+  trained network's iteration-0 evaluation is also its untrained accuracy under its mask.
 
 Jobs: ``level_00`` (the dense networks), ``untrained`` (evaluation only, own done marker),
 ``level_LL`` for each level (every variant of every trial in one stack), ``supermask``.
@@ -54,6 +54,9 @@ TREATED_CRITERION = "large_final"   # the mask every treatment is applied to
 UNTRAINED_WEIGHTS = ("init", "signed_constant")
 SUPERMASK_WEIGHTS = ("glorot_normal", "glorot_signed_constant")
 SUPERMASK_ROLE = "supermask"
+# The lottery training's TrainConfig is bound in its own scope, so a profile can shorten it for this kind
+# alone (``lottery/TrainConfig.*``); unscoped TrainConfig bindings (the recipe's) apply to it as well.
+LOTTERY_ROLE = "lottery"
 STRATEGIES = ("iterative", "one_shot")
 
 
@@ -123,6 +126,7 @@ class DeconstructConfig:
 
 class DeconstructPlan(ImpPlan):
     """IMP's plan (model, ladder, targets) with Zhou et al.'s variants as the members of a level."""
+    train_role = LOTTERY_ROLE
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
@@ -139,7 +143,7 @@ class DeconstructPlan(ImpPlan):
     def level_job(self, level: int) -> Job:
         ctx, members = self.ctx, self.members(level)
         return Job(key=f"level_{level:02d}", members=members, build=lambda: self.stack(level, members),
-                   train_cfg=ctx.trains[""], data_seeds=[ctx.data_seed(m.trial) for m in members],
+                   train_cfg=ctx.trains[LOTTERY_ROLE], data_seeds=[ctx.data_seed(m.trial) for m in members],
                    after=lambda stack, history, snapshot: self.state(level, stack),
                    labels=[m.label() for m in members])
 
@@ -248,8 +252,9 @@ class DeconstructPlan(ImpPlan):
                                       "masks": {n: m.to(torch.float32) for n, m in mask.items()}})
             stack = NetworkStack.from_states(self.model(0).to("meta"), parts)
             history = History()  # one evaluation, at iteration 0
+            batch = ctx.trains[LOTTERY_ROLE].eval_batch_size
             history.add(0, {f"{name}/{metric}": value for name, split in (("val", ctx.data.val), ("test", ctx.data.test))
-                            for metric, value in evaluate(stack, split, ctx.trains[""].eval_batch_size).items()})
+                            for metric, value in evaluate(stack, split, batch).items()})
             history.settle()
             rows += metric_rows(cfg.experiment, members, stack.density().tolist(), history)
         run.write_metrics(key, rows)
@@ -304,7 +309,8 @@ def jobs(ctx: Context) -> Iterator[Job]:
 
 
 def _operative(config: DeconstructConfig, trains) -> str:
-    roles = {"": "", **({SUPERMASK_ROLE: f"{SUPERMASK_ROLE}/"} if config.supermask_weights else {})}
+    roles = {LOTTERY_ROLE: f"{LOTTERY_ROLE}/",
+             **({SUPERMASK_ROLE: f"{SUPERMASK_ROLE}/"} if config.supermask_weights else {})}
     return operative_text(config, trains, roles)
 
 
@@ -313,4 +319,4 @@ def _manifest(ctx: Context) -> dict:
     return {"levels": len(plan.targets), "densities": plan.densities(), "variants": plan.variants}
 
 
-KIND = register(Kind("deconstruct", DeconstructConfig, ("", SUPERMASK_ROLE), jobs, _operative, manifest=_manifest))
+KIND = register(Kind("deconstruct", DeconstructConfig, (LOTTERY_ROLE, SUPERMASK_ROLE), jobs, _operative, manifest=_manifest))

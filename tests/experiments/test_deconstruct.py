@@ -131,7 +131,7 @@ class Killed(Exception):
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, synthetic):
     config = DeconstructConfig(dataset="synthetic", levels=2, trials=1,
                                criteria=("large_final", "large_init_large_final", "random"))
-    run = lambda root, callbacks=(): Runner(kind_of("deconstruct"), config, {"": FAST, "supermask": SUPER}, root=root,
+    run = lambda root, callbacks=(): Runner(kind_of("deconstruct"), config, {"lottery": FAST, "supermask": SUPER}, root=root,
                                             device="cpu", data=synthetic, callbacks=callbacks)
     whole = run(tmp_path / "whole").run().metrics
     for victim in (lambda s: s.size == 7 and not isinstance(s, supermask.SupermaskStack),
