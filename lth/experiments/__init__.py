@@ -1,7 +1,8 @@
 """Experiment kinds on the one runner (`lth.experiments.runner`): IMP, pruning at initialisation,
 the strong-ticket kinds and SubsetSum, each a module that registers its `Kind`."""
 
-from lth.experiments import edgepopup, gem_miner, imp, instability, pai, pensia, subsetsum, train_ticket, transfer  # noqa: F401  (register)
+from lth.experiments import (deconstruct, edgepopup, gem_miner, imp, instability, pai, pensia, subsetsum,  # noqa: F401
+                             train_ticket, transfer)  # (register)
 from lth.experiments.registry import KINDS, Kind
 
 

@@ -114,6 +114,7 @@ def choose(what: str, value, valid: Sequence[str]) -> None:
 
 class ImpPlan:
     """An IMP experiment's fixed parts: the template model, the level targets, the rewind point."""
+    train_role = ""  # the TrainConfig role of the pruned networks' training (a subclass may scope it)
 
     def __init__(self, ctx: Context):
         cfg, self.ctx = ctx.config, ctx
@@ -125,8 +126,8 @@ class ImpPlan:
         else:
             levels = range(1, cfg.levels + 1)
         self.targets = [pruning.targets(sizes, kinds, cfg.rates, level, cfg.scope) for level in [0, *levels]]
-        total = ctx.trains[""].steps(len(ctx.data.train)).total
-        k = ctx.steps_of(cfg.rewind_iteration)
+        total = ctx.trains[self.train_role].steps(len(ctx.data.train)).total
+        k = ctx.steps_of(getattr(cfg, "rewind_iteration", 0), self.train_role)  # deconstruct: no rewinding, 0
         if not 0 <= k < total:
             raise ValueError(f"rewind_iteration {cfg.rewind_iteration!r} = {k} it is outside "
                              f"[0, {total}) of the training schedule")

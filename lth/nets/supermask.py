@@ -10,6 +10,8 @@ mask's gradient passed unchanged to the scores). The mask rules:
   |score|; ``kept`` is a buffer, so networks of one stack can sit at different densities.
 - ``threshold`` (Gem-Miner, Sreenivasan et al.): scores bounded in [0, 1], mask = 1[score >= 0.5].
 - ``sign`` (train_ticket's gates): mask = 1[gate > 0], gates start at 1 (every weight on).
+- ``bernoulli`` (Zhou et al.'s learned supermask, `lth.nets.bernoulli`): mask ~ Bernoulli(sigmoid(score)),
+  sampled at every forward pass, straight-through into sigmoid(score); logits start at 0 (p = 0.5).
 
 Every rule is multiplied by a ``keep`` buffer: Gem-Miner's iterative freezing
 (`lth.nets.freezing`) sets it to 0 for the scores it zeroes for good. `to_supermask` turns the Linear/Conv2d layers of any model into
@@ -30,13 +32,16 @@ from torch import nn
 from torch.func import vmap
 
 from lth.data import derive_seed
+from lth.nets import bernoulli
 from lth.nets.counts import keep_count, top_k_mask, validate_density
 from lth.nets.stack import NetworkStack
 
-MASK_RULES = ("top_k", "threshold", "sign")
-WEIGHT_INITS = ("signed_constant", "kaiming_normal")
-SCORE_INITS = ("kaiming_uniform", "uniform", "ones")
-DEFAULT_SCORE_INIT = {"top_k": "kaiming_uniform", "threshold": "uniform", "sign": "ones"}
+MASK_RULES = ("top_k", "threshold", "sign", "bernoulli")
+# Kaiming (edge-popup) and Glorot (Zhou et al.) scales: normal weights, or their signs times the std.
+WEIGHT_INITS = ("signed_constant", "kaiming_normal", "glorot_normal", "glorot_signed_constant")
+SIGNED_INITS = ("signed_constant", "glorot_signed_constant")
+SCORE_INITS = ("kaiming_uniform", "uniform", "ones", "zeros")
+DEFAULT_SCORE_INIT = {"top_k": "kaiming_uniform", "threshold": "uniform", "sign": "ones", "bernoulli": "zeros"}
 THRESHOLD = 0.5  # Gem-Miner: a weight is kept while its score is at least this
 # Rules whose layers train their biases beside the scores: train_ticket's gates do. Under edge-popup
 # (top_k) and Gem-Miner (threshold) only scores train: their biases are frozen buffers (as zero as
@@ -91,11 +96,20 @@ def mask_with_gradient(rule: str, scores: torch.Tensor, kept: torch.Tensor | Non
 
 def seeded_weight(shape: Sequence[int], seed: int, init: str, std: float) -> torch.Tensor:
     """Frozen weights from a seed, on the CPU (bitwise the same on every call and machine):
-    Kaiming normal N(0, std^2), or its signs times std (signed Kaiming constant)."""
+    normal N(0, std^2), or its signs times std (the signed-constant inits, `SIGNED_INITS`)."""
     _check(init, WEIGHT_INITS, "weight init")
     generator = torch.Generator().manual_seed(int(seed))
     sample = torch.randn(tuple(shape), generator=generator)
-    return sample.sign() * std if init == "signed_constant" else sample * std
+    return sample.sign() * std if init in SIGNED_INITS else sample * std
+
+
+def init_std(init: str, shape: Sequence[int]) -> float:
+    """The std of a weight of ``shape`` (out, in, *kernel) under ``init``: Kaiming sqrt(2 / fan_in)
+    (edge-popup's inits), or Glorot sqrt(2 / (fan_in + fan_out)) for the ``glorot_*`` inits (Zhou et
+    al.'s frozen weights; their signed constant is the sample's std, this is its expectation)."""
+    receptive = math.prod(shape[2:])
+    fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
+    return math.sqrt(2.0 / (fan_in + fan_out)) if init.startswith("glorot") else kaiming_std(fan_in)
 
 
 def kaiming_std(fan_in: int) -> float:
@@ -105,8 +119,8 @@ def kaiming_std(fan_in: int) -> float:
 
 def seeded_scores(shape: Sequence[int], seed: int, init: str, fan_in: int) -> torch.Tensor:
     _check(init, SCORE_INITS, "score init")
-    if init == "ones":
-        return torch.ones(tuple(shape))
+    if init in ("ones", "zeros"):
+        return torch.full(tuple(shape), 1.0 if init == "ones" else 0.0)
     generator = torch.Generator().manual_seed(int(seed))
     sample = torch.rand(tuple(shape), generator=generator)
     if init == "uniform":
@@ -132,6 +146,9 @@ class SupermaskLayer(nn.Module):
             self.register_buffer("keep", torch.ones_like(weight))
             if rule == "top_k":
                 self.register_buffer("kept", torch.tensor(int(kept), dtype=torch.int64))
+            if rule == "bernoulli":  # the noise's seed and draw counter (`lth.nets.bernoulli`)
+                self.register_buffer("noise_seed", torch.tensor(derive_seed("noise", int(weight_seed)), dtype=torch.int64))
+                self.register_buffer("draws", torch.zeros((), dtype=torch.int64))
         if bias is None:
             self.bias = None
         elif rule in RULES_TRAINING_BIASES:  # train_ticket trains the biases of its gated layers
@@ -142,6 +159,11 @@ class SupermaskLayer(nn.Module):
     def masked_weight(self) -> torch.Tensor:
         if self.rule is None:
             return self.weight
+        if self.rule == "bernoulli":
+            mask = bernoulli.mask_with_gradient(self.scores, self.noise_seed, self.draws, self.training)
+            if self.training:  # the next training forward pass draws a fresh mask
+                self.draws.add_(1)
+            return self.weight * mask * self.keep
         kept = self.kept if self.rule == "top_k" else None
         return self.weight * mask_with_gradient(self.rule, self.scores, kept, self.keep)
 
@@ -240,7 +262,7 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def _layer_tensors(shape, fan_in, name, rule, seed, density, weight_init, score_init, std=None):
     weight_seed = derive_seed("weights", seed, name)
-    weight = seeded_weight(shape, weight_seed, weight_init, std if std is not None else kaiming_std(fan_in))
+    weight = seeded_weight(shape, weight_seed, weight_init, std if std is not None else init_std(weight_init, shape))
     if rule is None:
         return dict(weight=weight, weight_seed=weight_seed, rule=None)
     scores = seeded_scores(shape, derive_seed("scores", seed, name), score_init, fan_in)
@@ -296,6 +318,11 @@ class SupermaskStack(NetworkStack):
             p = key_prefix(name)
             kept = self.buffers.get(p + "kept")
             scores = self.params[p + "scores"].detach()
+            if layer.rule == "bernoulli":  # the sample every evaluation uses (stream 1 at the current draw)
+                fn = lambda s, seed, draw, keep: bernoulli.sample(s, seed, draw, bernoulli.EVAL_STREAM) * keep
+                out[name] = vmap(fn)(scores, self.buffers[p + "noise_seed"], self.buffers[p + "draws"],
+                                     self.buffers[p + "keep"])
+                continue
             fn = lambda s, k, keep: hard_mask(layer.rule, s, k, keep)
             out[name] = vmap(fn, in_dims=(0, None if kept is None else 0, 0))(scores, kept, self.buffers[p + "keep"])
         return out
@@ -366,7 +393,7 @@ def regenerate_weights(template: nn.Module, state: dict, weight_init: str) -> di
         elif isinstance(parent, RedLinear):
             std = kaiming_std(parent.fan_out.weight.shape[0])
         else:
-            std = kaiming_std(math.prod(shape[1:]))
+            std = init_std(weight_init, shape)
         seeds = buffers[p + "weight_seed"].tolist()
         buffers[p + "weight"] = torch.stack([seeded_weight(shape, s, weight_init, std) for s in seeds])
     return {**state, "buffers": buffers}

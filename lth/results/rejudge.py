@@ -21,7 +21,7 @@ from lth.results import claims
 FROM_NETWORKS = {"lth_lenet_iterative": claims.LENET_ITERATIVE, "pai_lenet": claims.SNIP_LENET300,
                  "pai_lenet5_caffe": claims.SNIP_LENET5_CAFFE, "strong_edgepopup": claims.STRONG_EDGEPOPUP,
                  "strong_gem_miner": claims.STRONG_GEM_MINER, "strong_pensia_redundant": claims.STRONG_PENSIA,
-                 "strong_train_ticket": claims.STRONG_TRAIN_TICKET}
+                 "strong_train_ticket": claims.STRONG_TRAIN_TICKET, "deconstruct_tickets": claims.DECONSTRUCT}
 DATASETS = {"MNIST": "mnist", "Fashion-MNIST": "fashion_mnist", "CIFAR-10": "cifar10", "synthetic data": "synthetic"}
 CONTEXT = re.compile(r"^(?P<dataset>[^,]+?)(?: \([^)]*\))?, (?P<profile>\w+) profile: \d+ trials? × [\d,]+ iterations")
 

@@ -31,6 +31,20 @@ LABELS = {
     # tickets across data sets (lth.experiments.transfer): the ticket itself is the target's own
     "transfer": "transferred ticket",
 }
+# Zhou et al.'s deconstruction (lth.experiments.deconstruct): its controls share names with other kinds'
+# ("reinit", "signed_constant", "random"), so lth.results.deconstruct relabels them from this table.
+ZHOU_LABELS = {
+    "large_final": "large final |w_f| (IMP)", "small_final": "small final", "large_init": "large init |w_i|",
+    "small_init": "small init", "large_init_large_final": "large init & large final",
+    "large_final_same_sign": "large final, same sign", "magnitude_increase": "magnitude increase |w_f|-|w_i|",
+    "movement": "movement |w_f-w_i|", "random": "random mask",
+    # what the kept weights start from (mask: large final) and what the pruned weights hold
+    "rewind": "rewind to w_0 (IMP)", "reinit": "random reinit", "reshuffle": "w_0 reshuffled among kept",
+    "signed_constant": "signed constant sign(w_0)*std", "zero": "pruned weights zero (IMP)",
+    "frozen_init": "pruned weights frozen at w_0",
+    # untrained weights under one-shot masks, and the learned supermask's frozen weights
+    "init": "weights w_0", "glorot_normal": "Glorot normal", "glorot_signed_constant": "Glorot signed constant",
+}
 CONTROL_ORDER = [TICKET, "transfer", "reinit", "random_mask"]
 CONTROL_STYLE = {
     TICKET: {"color": "C0", "linestyle": "-", "marker": "o"},

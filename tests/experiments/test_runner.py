@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_kind_is_registered():
-    assert sorted(kinds()) == ["edgepopup", "gem_miner", "imp", "lmc", "pai", "pensia", "subsetsum", "train_ticket", "transfer"]
+    assert sorted(kinds()) == ["deconstruct", "edgepopup", "gem_miner", "imp", "lmc", "pai", "pensia", "subsetsum", "train_ticket",
+                             "transfer"]
 
 
 def test_gin_is_imported_only_in_lth_config():

@@ -87,8 +87,9 @@ def test_frozen_weights_follow_the_init(init):
     model = supermask.to_supermask(build_model("fc", (1, 40, 40), 10, widths=(200,), bias=False, seed=0),
                                    rule="top_k", seed=0, weight_init=init)
     weight = model.fc[0].weight
-    std = math.sqrt(2 / 1600)
-    if init == "signed_constant":
+    std = math.sqrt(2 / 1600) if not init.startswith("glorot") else math.sqrt(2 / (1600 + 200))
+    assert supermask.init_std(init, tuple(weight.shape)) == pytest.approx(std)
+    if init in supermask.SIGNED_INITS:
         assert torch.allclose(weight.abs(), torch.full_like(weight, std))
         assert 0.45 < float((weight > 0).float().mean()) < 0.55
     else:
@@ -103,7 +104,9 @@ def test_training_changes_scores_and_never_the_frozen_weights(synthetic, rule):
     scores = {k: v.detach().clone() for k, v in stack.params.items()}
     train(stack, synthetic, sgd(weight_decay=1e-4), data_seeds=[1, 2])
     for key, value in before.items():
-        if not key.endswith("keep"):
+        if key.endswith("draws"):  # the Bernoulli rule's noise counter: one draw per training step
+            assert bool((stack.buffers[key] > value).all()), key
+        elif not key.endswith("keep"):
             assert torch.equal(stack.buffers[key], value), key
     assert all(not torch.equal(stack.params[k].detach(), v) for k, v in scores.items())
 
@@ -118,6 +121,8 @@ def test_the_straight_through_gradient_reaches_the_scores(rule):
     grad_effective = c.T @ x                                # dL/d(weight * mask)
     grad_mask = grad_effective * layer.weight               # dL/dmask, passed straight through
     expected = grad_mask * layer.scores.detach().sign() if rule == "top_k" else grad_mask  # top-k ranks |score|
+    if rule == "bernoulli":  # Zhou et al.: straight through into sigmoid(score), so times sigmoid'(score)
+        expected = grad_mask * torch.sigmoid(layer.scores.detach()) * (1 - torch.sigmoid(layer.scores.detach()))
     assert torch.allclose(layer.scores.grad, expected, atol=1e-6)
     assert layer.scores.grad.abs().sum() > 0
 

@@ -117,7 +117,9 @@ STRONG_EDGEPOPUP = [
           95.3, "%", "{v} (learned supermask, no DWR)",
           "LeNet-300-100 edge-popup, signed Kaiming constant, best density, test accuracy per trial",
           best_level_accuracy("lenet300", "signed_constant"), Rule(LEVEL), "mnist",
-          not_comparable="judged with edge-popup, not Zhou et al.'s learned (Bernoulli) supermask: another algorithm"),
+          not_comparable="judged with edge-popup, not Zhou et al.'s learned (Bernoulli) supermask: another algorithm; "
+                         "Zhou et al.'s own method is judged in notebooks/deconstruct_tickets.py (claim "
+                         "zhou_supermask_mnist)"),
 ]
 
 
