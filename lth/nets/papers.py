@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lth.data import DataSplits
-from lth.nets.models import LeNet5, build_model
+from lth.nets.models import LeNet5, TicketCNN, build_model  # noqa: F401  (TicketCNN: its old home)
 
 
 def _fc(data: DataSplits, widths: Sequence[int], bias: bool = False) -> nn.Module:
@@ -59,23 +58,6 @@ def matched_widths(name: str, data: DataSplits, target: int) -> tuple[int, ...]:
         low, high = (mid, high) if count(mid) < target else (low, mid)
     best = min((low, high), key=lambda s: abs(count(s) - target))
     return tuple(max(1, round(w * best)) for w in base)
-
-
-class TicketCNN(nn.Module):
-    """train_ticket's SimpleCNN (PyTorch's MNIST example): conv 32, conv 64 (3x3), 2x2 max-pool,
-    fc 9216-128, fc 128-10; its dropout layers left out (see the recipe)."""
-
-    def __init__(self, input_shape, num_classes):
-        super().__init__()
-        c, h, w = input_shape
-        self.conv = nn.ModuleList([nn.Conv2d(c, 32, 3), nn.Conv2d(32, 64, 3)])
-        flat = 64 * ((h - 4) // 2) * ((w - 4) // 2)
-        self.fc = nn.ModuleList([nn.Linear(flat, 128), nn.Linear(128, num_classes)])
-
-    def forward(self, x):
-        x = F.relu(self.conv[1](F.relu(self.conv[0](x))))
-        x = F.max_pool2d(x, 2).flatten(1)
-        return self.fc[1](F.relu(self.fc[0](x)))
 
 
 # network -> (builder, names of the gated layers): train_ticket gates the middle layers only.
