@@ -10,7 +10,7 @@ from lth.experiments.runner import Context, Job
 from lth import validate as v
 from lth.experiments.strong import dense_stack, job, register_strong, supermask_stack, validate_common, validate_names
 from lth.nets import supermask
-from lth.nets.papers import TICKET_NETWORKS
+from lth.nets.papers import TICKET_NETWORKS, TICKET_PLAIN
 from lth.schema import Member
 
 
@@ -52,7 +52,7 @@ def jobs(ctx: Context) -> Iterator[Job]:
         yield job(ctx, f"{name}-gated", name, [Member(t, 0, "gated") for t in trials], ones, "train_ticket",
                   lambda make=make, gated=gated: supermask_stack(
                       ctx, make, [(t, 1.0) for t in trials], rule="sign", weight_init=cfg.weight_init,
-                      scored=lambda n: n in gated))
+                      scored=lambda n: n in gated), plain=(*TICKET_PLAIN[name], cfg.weight_init))
         yield job(ctx, f"{name}-baseline", name, [Member(t, 0, "baseline") for t in trials], ones, "train_ticket",
                   lambda make=make: dense_stack(ctx, make, trials))
 

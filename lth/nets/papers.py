@@ -33,6 +33,13 @@ def pensia_network(name: str, data: DataSplits, widths: Sequence[int] | None = N
     return model
 
 
+def pensia_plain(name: str, widths: Sequence[int] | None = None) -> tuple[str, dict]:
+    """(model, model_kwargs) of `lth.nets.models.build_model` whose architecture is
+    ``pensia_network(name, data, widths)`` (its exported tickets are rebuilt from them)."""
+    widths = list(widths or PENSIA_WIDTHS[name])
+    return ("lenet5", {"bias": False, "widths": widths}) if name == "lenet5" else ("fc", {"widths": widths, "bias": False})
+
+
 def fc_weights(model: nn.Module) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
 
@@ -65,6 +72,11 @@ TICKET_NETWORKS: dict[str, tuple[Callable[[DataSplits], nn.Module], tuple[str, .
     "mlp": (lambda data: _fc(data, (512, 256, 128), bias=True), ("fc.1", "fc.2")),
     "cnn": (lambda data: TicketCNN(data.input_shape, data.num_classes), ("fc.0",)),
 }
+
+
+# network -> (model, model_kwargs) of build_model with its architecture (for exported tickets)
+TICKET_PLAIN: dict[str, tuple[str, dict]] = {"mlp": ("fc", {"widths": [512, 256, 128], "bias": True}),
+                                             "cnn": ("ticket_cnn", {})}
 
 
 def seeded(make: Callable[[], nn.Module], seed: int) -> nn.Module:
