@@ -116,8 +116,10 @@ def _what_is_there(run: Path, kind: str, found: list, matches: list) -> str:
             "and run it again to keep them" if done else "no supermask job has finished; run it first"))
     names = lambda i: sorted({f[2][i] for f in found})
     what = "several networks match; name one with --network, --control and --level" if matches else "no such network"
+    listed = [f"{n} {c} level {lv} trial {t}" for n, c, lv, t in sorted(f[2] for f in found)]
+    more = f"; ... ({len(listed) - 12} more)" if len(listed) > 12 else ""
     return (f"{run} ({kind}): {what}. It has networks {names(0)}, controls {names(1)}, levels {names(2)}, "
-            f"trials {names(3)}: " + "; ".join(f"{n} {c} level {lv} trial {t}" for n, c, lv, t in sorted(f[2] for f in found)))
+            f"trials {names(3)}: " + "; ".join(listed[:12]) + more)
 
 
 def _refuse_redundant(record: dict) -> None:

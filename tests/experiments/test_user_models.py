@@ -154,7 +154,7 @@ class NoWeights(nn.Module):
         return self.norm(x)
 
 
-def test_bad_factories_are_clear_errors(synthetic):
+def test_bad_factories_are_clear_errors(tmp_path, synthetic):
     with pytest.raises(TypeError, match="must be callable.*got int 3"):
         lth.register_model("three", 3)
     with pytest.raises(ValueError, match="'lenet300' is a built-in model"):
@@ -165,8 +165,8 @@ def test_bad_factories_are_clear_errors(synthetic):
         build_model("no_weights", (1, 8, 8), 10, seed=0)
     with pytest.raises(ValueError, match=r"no prunable layers"):  # refused before any folder or training
         Runner(kind_of("imp"), ImpConfig(dataset="synthetic", model="no_weights"), {"": TrainConfig()},
-               root="never_made", device="cpu", data=synthetic)
-    assert not Path("never_made").exists()
+               root=tmp_path / "runs", device="cpu", data=synthetic)
+    assert not (tmp_path / "runs").exists()
     lth.register_model("not_a_module", lambda: "a string")
     with pytest.raises(ValueError, match="'not_a_module' returned a str, not a torch.nn.Module"):
         build_model("not_a_module", (1, 8, 8), 10)
