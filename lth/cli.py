@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-parallel", action="store_true",
                      help="under torchrun: every process trains all trials on its share of each batch "
                           "(one large network over GPUs) instead of taking a share of the trials")
+    run.add_argument("--tensorboard", metavar="DIR",
+                     help="also write every network's metrics as TensorBoard scalars under DIR "
+                          "(needs the tensorboard package; default: $LTH_TENSORBOARD, else off)")
     run.add_argument("--dry-run", action="store_true",
                      help="say what would run (kind, jobs, networks, iterations) and the run folder; create nothing")
     commands.add_parser("list", help="the recipes (one line each) and the profiles")
@@ -139,8 +142,9 @@ def _run(args) -> int:
         # identical data-parallel replicas share the store: a resumed run resumes on every rank
         shard = (0, 1) if args.data_parallel else (rank, world)
         runner = Runner(recipe.spec, recipe.config, recipe.trains, root=args.root, device=device, shard=shard,
-                        data_parallel=args.data_parallel and world > 1, profile=args.profile, plan_only=args.dry_run)
-    except (ConfigError, ValueError, DatasetNotFound, DatasetDamaged) as err:
+                        data_parallel=args.data_parallel and world > 1, profile=args.profile, plan_only=args.dry_run,
+                        tensorboard=args.tensorboard)
+    except (ConfigError, ValueError, ImportError, DatasetNotFound, DatasetDamaged) as err:
         _error(err)
         return 2
     if args.dry_run:

@@ -61,7 +61,8 @@ def jobs(ctx: Context) -> Iterator[Job]:
             members, densities = sweep(trials, cfg.densities, init)
             yield job(ctx, f"{name}-{init}", name, members, densities, "edgepopup",
                       lambda make=make, init=init, m=members, d=densities: supermask_stack(
-                          ctx, make, [(mm.trial, dd) for mm, dd in zip(m, d)], rule="top_k", weight_init=init))
+                          ctx, make, [(mm.trial, dd) for mm, dd in zip(m, d)], rule="top_k", weight_init=init),
+                      plain=(name, {"bias": False}, init))
         if cfg.dense_baseline:
             yield job(ctx, f"{name}-{DENSE}", name, [Member(t, 0, DENSE) for t in trials], [1.0] * len(trials),
                       "edgepopup_weights", lambda make=make: dense_stack(ctx, make, trials))

@@ -19,7 +19,8 @@ from lth import validate as v
 from lth.data import derive_seed
 from lth.experiments.registry import Kind, operative_text, register
 from lth.experiments.runner import Context, Job
-from lth.experiments.strong import GEM, GEM_BEFORE_FINETUNE, SANITY_CHECKS, job, supermask_stack, validate_common
+from lth.experiments.strong import (GEM, GEM_BEFORE_FINETUNE, SANITY_CHECKS, job, supermask_stack, ticket_record,
+                                    validate_common)
 from lth.nets import supermask
 from lth.nets.controls import fixed_mask_state, inverted_masks, reseeded_weights, shuffled_masks
 from lth.nets.freezing import freeze_lowest, freezing_schedule
@@ -114,8 +115,10 @@ def jobs(ctx: Context) -> Iterator[Job]:
     freezes = dict(freezing_schedule(steps.total, period, cfg.density))
     bn_x = ctx.data.train.sample(cfg.bn_examples, derive_seed("gem_miner_bn", cfg.seed)).x
 
+    with_bn = {"bn_affine": False} if cfg.model.startswith(("resnet", "vgg")) else {}
+    plain = (cfg.model, {"bias": False, **with_bn}, cfg.weight_init)  # the architecture of an exported ticket
+
     def network(trial: int):
-        with_bn = {"bn_affine": False} if cfg.model.startswith(("resnet", "vgg")) else {}
         return build_model(cfg.model, ctx.data.input_shape, ctx.data.num_classes, bias=False,
                            init="kaiming_normal", seed=ctx.init_seed(trial), **with_bn)
 
@@ -134,7 +137,8 @@ def jobs(ctx: Context) -> Iterator[Job]:
         for name, split in (("val", ctx.data.val), ("test", ctx.data.test)):
             for metric, value in evaluate(stack, split, scores_cfg.eval_batch_size).items():
                 history.values[f"{name}/{metric}"][-1] = value.detach().float().cpu()
-        return stack.state()  # fine-tuning starts from it
+        # fine-tuning starts from the state; `lth.tickets` exports the tickets from its record
+        return {**stack.state(), "ticket": ticket_record(ctx, stack, scores_members, cfg.model, plain)}
 
     def finetune_stack(controls) -> NetworkStack:
         """trials x (Gem-Miner, each sanity check): the mined masks fixed, weights trained."""

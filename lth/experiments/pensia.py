@@ -13,7 +13,7 @@ from lth import validate as v
 from lth.experiments.strong import (DENSE, dense_stack, job, register_strong, supermask_stack, sweep,
                                     validate_common, validate_densities, validate_names)
 from lth.nets import supermask
-from lth.nets.papers import PENSIA_NETWORKS, matched_widths, pensia_network, redundant_weights
+from lth.nets.papers import PENSIA_NETWORKS, matched_widths, pensia_network, pensia_plain, redundant_weights
 from lth.schema import Member
 from lth.train.config import TrainConfig
 
@@ -91,7 +91,8 @@ def jobs(ctx: Context) -> Iterator[Job]:
             members, densities = sweep(trials, cfg.densities, variant)
             yielded = job(ctx, f"{name}-{variant}", name, members, densities, "pensia",
                           lambda make=make, convert=convert, m=members, d=densities: supermask_stack(
-                              ctx, make, [(mm.trial, dd) for mm, dd in zip(m, d)], **convert))
+                              ctx, make, [(mm.trial, dd) for mm, dd in zip(m, d)], **convert),
+                          plain=(*pensia_plain(name, widths[variant]), cfg.weight_init))
             yield dataclasses.replace(yielded, train_cfg=_lr(yielded.train_cfg, cfg, name))
         if cfg.dense_baseline:  # LeNet-5's baseline trains its fc layers over the same frozen random convs
             convert = dict(rule="top_k", weight_init=cfg.weight_init, frozen=convs_frozen,

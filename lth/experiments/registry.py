@@ -105,16 +105,32 @@ def check_common(config) -> None:
 
 
 def check_model(config) -> None:
-    """``model`` is a `lth.nets.models` name and ``model_kwargs`` (if the config has it) are arguments
-    that model takes (tried by building it on the meta device: no memory, no time)."""
-    from lth.nets.models import MODELS
-    v.choice(config, "model", MODELS)
+    """``model`` is a model name (built in, `lth.nets.models`, or registered,
+    `lth.nets.user_models.register_model`) or a factory, which is registered under its function name
+    and replaced by that name (what the run folder's hash sees); ``model_kwargs`` (if the config has
+    it) are arguments that model takes (a built-in model is tried on the meta device: no memory, no
+    time; a registered factory's signature is read)."""
+    from lth.nets.user_models import check_model_kwargs, model_name, model_names
+    if not isinstance(config.model, str):
+        try:
+            object.__setattr__(config, "model", model_name(config.model))  # frozen dataclass: its own field
+        except (TypeError, ValueError) as err:
+            v.fail(config, "model", f"a model name or a named factory ({err})")
+    try:
+        v.choice(config, "model", model_names())
+    except ValueError as err:
+        raise ValueError(f"{err}; or a model of your own: lth.register_model(name, factory)") from None
     kwargs = v.mapping(config, "model_kwargs") if hasattr(config, "model_kwargs") else {}
     if not kwargs:
         return
-    import torch
-
     from lth.nets.models import _BUILDERS
+    if config.model not in _BUILDERS:
+        try:
+            check_model_kwargs(config.model, kwargs)
+        except TypeError as err:
+            v.fail(config, "model_kwargs", f"arguments that model {config.model!r} takes ({err})")
+        return
+    import torch
     shape = (3, 32, 32) if str(config.dataset).startswith("cifar") else (1, 28, 28)
     try:
         with torch.device("meta"):

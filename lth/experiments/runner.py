@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,12 +161,15 @@ class Runner:
     ``data_parallel``). ``callbacks``: f(iteration, stack) at every evaluation of every training job.
     ``plan_only``: plan the jobs (validating the config against the data) but create no run folder
     (`plan`, for ``--dry-run``; ``run`` is then refused).
-    Raises ValueError for a config or a placement the kind refuses, before any folder is made."""
+    ``tensorboard``: a folder for every network's metrics as TensorBoard scalars
+    (`lth.train.tensorboard`); default: ``$LTH_TENSORBOARD`` if set, else off (nothing imported).
+    Raises ValueError for a config or a placement the kind refuses, ImportError for TensorBoard
+    output without the tensorboard package, before any folder is made."""
 
     def __init__(self, kind: Kind, config, trains: Mapping[str, TrainConfig], *, root: str | Path = "runs",
                  device: str | torch.device = "auto", data: DataSplits | None = None, callbacks: Sequence = (),
                  shard: tuple[int, int] = (0, 1), data_parallel: bool = False, profile: str | None = None,
-                 plan_only: bool = False):
+                 plan_only: bool = False, tensorboard: str | Path | None = None):
         if not isinstance(kind, Kind):
             raise TypeError(f"kind must be a lth.experiments.registry.Kind (see lth.experiments.kind_of), got {kind!r}")
         self.kind = kind
@@ -185,6 +189,11 @@ class Runner:
         if not trials:
             raise ValueError(f"shard {shard} has no trials: {getattr(config, 'trials', 1)} trials over {world} processes")
         self.is_lead, self.data_parallel = rank == 0, data_parallel
+        tensorboard = tensorboard or os.environ.get("LTH_TENSORBOARD") or None
+        if tensorboard and (self.is_lead or not data_parallel):  # data-parallel replicas: the lead writes
+            from lth.train.tensorboard import check_available
+            check_available()
+        self.tensorboard = Path(tensorboard) if tensorboard and (self.is_lead or not data_parallel) else None
         self.callbacks = list(callbacks)
         device = resolve_device(device)
         data = (data or _load_data(config)).to(device)
@@ -262,12 +271,15 @@ class Runner:
             check_layer_collapse(_masks(stack), f"{ctx.config.experiment} {key}")
         members = list(job.members)
         labels = job.labels or [f"{job.key}: {m.label()}" for m in members]
+        sink = self._sink(job, members)
         history, snapshot = train(
             stack, data, job.train_cfg, data_seeds=list(job.data_seeds), start=job.start, labels=labels,
             resume=run.load_progress(progress, required=PROGRESS_ENTRIES),
             checkpoint=lambda state: run.save_checkpoint_in_background(progress, state),
             callbacks=[*job.callbacks, *self.callbacks], snapshot_at=job.snapshot_at,
-            data_parallel=self.data_parallel, desc=f"{ctx.config.experiment} {key}")
+            data_parallel=self.data_parallel, desc=f"{ctx.config.experiment} {key}", sink=sink)
+        if sink is not None:
+            sink.close()
         state = job.after(stack, history, snapshot) if job.after is not None else None
         extra = list(job.extra_rows(stack)) if job.extra_rows is not None else []
         extra += [{"member": i, "iteration": history.iterations[-1], "split": META_SPLIT, "metric": FAILED_TO_LEARN,
@@ -284,6 +296,18 @@ class Runner:
             run.mark_done(key, vouch=[key, state_key] if state_key != key else None)  # gem_miner: scores_final
             run.delete_checkpoint(progress)
         run.in_background(finish, f"finish {key}")
+
+
+    def _sink(self, job: Job, members: list[Member]):
+        """A TensorBoard sink for the job's networks, or None (off)."""
+        if self.tensorboard is None:
+            return None
+        from lth.train.tensorboard import TensorBoardSink, network_folder
+        ctx = self.context
+        names = job.experiment or ctx.config.experiment
+        names = [names] * len(members) if isinstance(names, str) else list(names)
+        folders = [network_folder(n, m.trial, m.level, m.control, m.replicate) for n, m in zip(names, members)]
+        return TensorBoardSink(self.tensorboard / ctx.config.experiment / ctx.run.hash, folders)
 
 
 def learning_failures(history, num_classes: int, start: int = 0) -> list[tuple[int, str]]:

@@ -70,14 +70,31 @@ def sweep(trials: Sequence[int], densities: Sequence[float], control: str) -> tu
 
 
 def job(ctx: Context, key: str, network: str, members: Sequence[Member], densities: Sequence[float],
-        role: str, build: Callable[[], NetworkStack], **extra) -> Job:
-    """A strong-ticket job: rows named by the network, with mask and meta rows."""
+        role: str, build: Callable[[], NetworkStack], plain: tuple[str, dict, str] | None = None, **extra) -> Job:
+    """A strong-ticket job: rows named by the network, with mask and meta rows. ``plain`` = (model,
+    model_kwargs, weight_init) of a supermask job: its state (`ticket_record`, entry ``ticket``) is
+    kept, so that `lth.tickets` can export each network as seeds and a mask."""
     train_cfg = ctx.trains[role]
+    if plain is not None and "after" not in extra:
+        extra["after"] = lambda stack, history, snapshot: {"ticket": ticket_record(ctx, stack, members, network, plain)}
     labels = [f"{network} {m.control} trial {m.trial} density {d:g}" for m, d in zip(members, densities)]
     return Job(key=key, members=list(members), build=build, train_cfg=train_cfg, experiment=network,
                data_seeds=[ctx.data_seed(m.trial) for m in members], labels=labels,
                extra_rows=lambda stack: mask_meta_rows(stack, steps_per_epoch(len(ctx.data.train), train_cfg.batch_size)),
                **extra)
+
+
+def ticket_record(ctx: Context, stack: supermask.SupermaskStack, members: Sequence[Member], network: str,
+                  plain: tuple[str, dict, str]) -> dict:
+    """The final supermasks of a job as `lth.tickets.export_ticket` reads them from its checkpoint:
+    `lth.nets.supermask.portable_state` (masks, seeds, the other tensors), the members (trial, level,
+    control, replicate per row), the network's name, the `lth.nets.models.build_model` model and
+    kwargs of its architecture, the frozen weights' init, the data set and its (C, H, W) and classes."""
+    model, model_kwargs, weight_init = plain
+    return {**supermask.portable_state(stack, weight_init), "members": [[m.trial, m.level, m.control, m.replicate] for m in members],
+            "network": network, "model": model, "model_kwargs": dict(model_kwargs), "weight_init": weight_init,
+            "dataset": ctx.config.dataset, "input_shape": list(ctx.data.input_shape),
+            "num_classes": int(ctx.data.num_classes)}
 
 
 def mask_meta_rows(stack: NetworkStack, per_epoch: int) -> list[dict]:

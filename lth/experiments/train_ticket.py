@@ -12,7 +12,7 @@ from lth import validate as v
 from lth.experiments.runner import Context, Job
 from lth.experiments.strong import dense_stack, job, register_strong, supermask_stack, validate_common, validate_names
 from lth.nets import supermask
-from lth.nets.papers import TICKET_NETWORKS
+from lth.nets.papers import TICKET_NETWORKS, TICKET_PLAIN
 from lth.nets.supermask import key_prefix
 from lth.schema import Member
 
@@ -59,7 +59,7 @@ def jobs(ctx: Context) -> Iterator[Job]:
         make_net, gated = TICKET_NETWORKS[name]
         make = lambda t, make_net=make_net: make_net(data)
         yield job(ctx, f"{name}-gated", name, [Member(t, 0, "gated") for t in trials], ones, "train_ticket",
-                  lambda make=make, gated=gated: gated_stack(ctx, make, gated))
+                  lambda make=make, gated=gated: gated_stack(ctx, make, gated), plain=(*TICKET_PLAIN[name], cfg.weight_init))
         yield job(ctx, f"{name}-baseline", name, [Member(t, 0, "baseline") for t in trials], ones, "train_ticket",
                   lambda make=make: dense_stack(ctx, make, trials))
 

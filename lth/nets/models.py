@@ -7,11 +7,13 @@ need not be contiguous).
 
 Layer kinds drive the papers' pruning rules (e.g. LTH prunes the output layer at half the fc rate and leaves
 ResNet shortcuts unpruned), so ``prunable_weights`` tags each Linear/Conv2d weight with one of:
-``conv``, ``shortcut`` (Conv2d inside a module named ``shortcut``), ``fc``, ``output`` (the last Linear).
+``conv``, ``shortcut`` (Conv2d inside a module named ``shortcut`` or torchvision's ``downsample``), ``fc``,
+``output`` (the last Linear). Models of the user's own join by name (`lth.nets.user_models.register_model`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -19,16 +21,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lth.nets.inits import INITS, check_init, initialize, variance_scaling_
+
 __all__ = [
     "INITS",
     "MODELS",
     "build_model",
     "count_weights",
+
     "initialize",
     "prunable_weights",
 ]
 
-INITS = ("glorot_normal", "kaiming_normal", "kaiming_uniform", "variance_scaling", "default")
 KINDS = ("conv", "shortcut", "fc", "output")
 BIAS = "bias"  # the kind of a bias pruned with the weights (models with prune_biases = True only)
 
@@ -74,10 +78,11 @@ class LeNet5(nn.Module):
     """Classic LeNet-5 with ReLU and max-pooling: conv6-pool-conv16-pool-fc120-fc84-out.
 
     The original expects 32x32 inputs; smaller ones (MNIST's 28x28) are zero-padded up to 32x32 by the first
-    conv, which gives the 400-wide flatten of Pensia et al.'s 400-120-84-10 head.
+    conv, which gives the 400-wide flatten of Pensia et al.'s 400-120-84-10 head. ``widths``: the hidden fc widths.
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, bias: bool = True):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, bias: bool = True,
+                 widths: Sequence[int] = (120, 84)):
         super().__init__()
         c, h, w = input_shape
         pad = (max(0, (32 - h) // 2), max(0, (32 - w) // 2))
@@ -85,7 +90,7 @@ class LeNet5(nn.Module):
             nn.Conv2d(c, 6, 5, padding=pad, bias=bias),
             nn.Conv2d(6, 16, 5, bias=bias),
         ])
-        self.fc = _linears([_conv_out_flat(input_shape, self._features), 120, 84, num_classes], bias)
+        self.fc = _linears([_conv_out_flat(input_shape, self._features), *widths, num_classes], bias)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.conv:
@@ -115,6 +120,23 @@ class LeNet5Caffe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _classify(self.fc, self._features(x))
+
+
+class TicketCNN(nn.Module):
+    """catid/train_ticket's SimpleCNN (PyTorch's MNIST example): conv 32, conv 64 (3x3), 2x2 max-pool,
+    fc 9216-128, fc 128-out; its dropout layers left out (see the recipe)."""
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        c, h, w = input_shape
+        self.conv = nn.ModuleList([nn.Conv2d(c, 32, 3), nn.Conv2d(32, 64, 3)])
+        flat = 64 * ((h - 4) // 2) * ((w - 4) // 2)
+        self.fc = nn.ModuleList([nn.Linear(flat, 128), nn.Linear(128, num_classes)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv[1](F.relu(self.conv[0](x))))
+        x = F.max_pool2d(x, 2).flatten(1)
+        return self.fc[1](F.relu(self.fc[0](x)))
 
 
 # --------------------------------------------------------------------------- Conv-2/4/6 (Frankle & Carbin)
@@ -263,6 +285,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "fc": lambda shape, n, *, widths, **kw: FC(math.prod(shape), tuple(widths), n, **kw),
     "lenet5": LeNet5,
     "lenet5_caffe": LeNet5Caffe,
+    "ticket_cnn": TicketCNN,
     "conv2": lambda shape, n, **kw: ConvNet(shape, n, stages=1, **kw),
     "conv4": lambda shape, n, **kw: ConvNet(shape, n, stages=2, **kw),
     "conv6": lambda shape, n, **kw: ConvNet(shape, n, stages=3, **kw),
@@ -272,7 +295,9 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "vgg16": lambda shape, n, **kw: CifarVGG(shape, n, depth=16, **kw),
     "vgg19": lambda shape, n, **kw: CifarVGG(shape, n, depth=19, **kw),
 }
-MODELS: tuple[str, ...] = tuple(_BUILDERS)
+MODELS: tuple[str, ...] = tuple(_BUILDERS)  # built in; lth.nets.user_models.model_names adds the registered
+_REGISTERED: dict[str, Callable[..., nn.Module]] = {}  # lth.nets.user_models.register_model: name -> factory
+PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)  # what prunable_weights looks for (subclasses too)
 
 
 def build_model(
@@ -284,81 +309,56 @@ def build_model(
     seed: int | None = None,
     **kwargs,
 ) -> nn.Module:
-    """Build registry model ``name`` for ``(C, H, W)`` inputs and initialise it with ``init``.
+    """Build model ``name`` (built-in, or registered with `register_model`) for ``(C, H, W)`` inputs
+    and initialise it with ``init`` (``"default"`` keeps the weights the constructor drew).
 
     With a ``seed`` the result is bit-identical across calls (construction and init both draw from it);
     without one, torch's global RNG is used. ``kwargs`` go to the architecture (e.g. ``widths``, ``bias``,
-    ``width``, ``bn_affine``).
+    ``width``, ``bn_affine``) or to the registered factory.
+    Raises ValueError for an unknown name, or a registered factory that returns no ``nn.Module`` or
+    one without prunable layers.
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    _check_init(init)
+    if name not in _BUILDERS and name not in _REGISTERED:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join((*MODELS, *_REGISTERED))} "
+                         "(or register your own with lth.register_model(name, factory))")
+    check_init(init)
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
+    make = (lambda: _BUILDERS[name](input_shape, num_classes, **kwargs)) if name in _BUILDERS \
+        else (lambda: _call_factory(name, input_shape, num_classes, kwargs))
     if seed is None:
-        model = _BUILDERS[name](input_shape, num_classes, **kwargs)
+        model = make()
         initialize(model, init)
         return model
     # fork_rng keeps the caller's global RNG stream untouched by torch's default constructors.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _BUILDERS[name](input_shape, num_classes, **kwargs)
+        model = make()
     initialize(model, init, torch.Generator().manual_seed(seed))
     return model
 
 
-# --------------------------------------------------------------------------- init
+# --------------------------------------------------------------------------- the user's models (lth.nets.user_models)
 
 
-def _check_init(init: str) -> None:
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
-
-
-_WEIGHT_INITS: dict[str, Callable[..., torch.Tensor]] = {
-    "glorot_normal": lambda t, g: nn.init.xavier_normal_(t, generator=g),
-    "kaiming_normal": lambda t, g: nn.init.kaiming_normal_(t, mode="fan_in", nonlinearity="relu", generator=g),
-    "kaiming_uniform": lambda t, g: nn.init.kaiming_uniform_(t, mode="fan_in", nonlinearity="relu", generator=g),
-    "variance_scaling": lambda t, g: variance_scaling_(t, g),
-}
-# TensorFlow's truncation correction: the std of a unit normal truncated to [-2, 2].
-_TRUNCATED_STD = 0.87962566103423978
-
-
-def variance_scaling_(tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """TensorFlow 1's ``tf.variance_scaling_initializer()`` at its defaults (scale 1, mode fan_in,
-    truncated normal), the initialiser of SNIP's code (Lee et al. 2019, namhoonlee/snip-public):
-    a normal truncated at two of its standard deviations, scaled so that the truncated values have
-    standard deviation sqrt(1 / fan_in). fan_in: in_features (Linear), in_channels * kh * kw (Conv2d),
-    the length of a 1-D tensor (a bias, as TensorFlow counts it). In place; returns ``tensor``."""
-    fan_in = tensor.shape[0] if tensor.dim() == 1 else nn.init._calculate_fan_in_and_fan_out(tensor)[0]
-    std = (1.0 / fan_in) ** 0.5 / _TRUNCATED_STD
-    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std, generator=generator)
-
-
-@torch.no_grad()
-def initialize(model: nn.Module, init: str, generator: torch.Generator | None = None) -> None:
-    """Re-initialise ``model`` in place: Linear/Conv2d weights by ``init``, their biases to 0, BatchNorm
-    weight 1 and bias 0. ``"default"`` leaves everything as torch constructed it.
-
-    Samples are drawn on the generator's device and then copied, so a CPU generator gives the same weights
-    whatever device the model lives on.
-    """
-    _check_init(init)
-    if init == "default":
-        return
-    fill = _WEIGHT_INITS[init]
-    device = generator.device if generator is not None else torch.device("cpu")
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            sample = torch.empty(module.weight.shape, dtype=module.weight.dtype, device=device)
-            module.weight.copy_(fill(sample, generator))
-            if module.bias is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
-            module.weight.fill_(1.0)
-            module.bias.zero_()
+def _call_factory(name: str, input_shape: tuple[int, int, int], num_classes: int, kwargs: dict) -> nn.Module:
+    factory = _REGISTERED[name]
+    try:
+        named = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        named = {}
+    extra = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes))
+             if k in named and k not in kwargs}
+    model = factory(**kwargs, **extra)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model factory {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    if not prunable_weights(model):
+        found = sorted({type(m).__name__ for m in model.modules()})
+        raise ValueError(f"model {name!r} has no prunable layers: looked for "
+                         f"{', '.join('torch.nn.' + t.__name__ for t in PRUNABLE_TYPES)} (and their subclasses); "
+                         f"its modules are {', '.join(found)}")
+    return model
 
 
 # --------------------------------------------------------------------------- prunable weights
@@ -367,7 +367,8 @@ def initialize(model: nn.Module, init: str, generator: torch.Generator | None = 
 def prunable_weights(model: nn.Module) -> dict[str, str]:
     """Map the parameter name of every Linear/Conv2d weight to its kind, in registration order.
 
-    The last registered Linear is ``"output"``; Conv2d under a module named ``shortcut`` is ``"shortcut"``.
+    The last registered Linear is ``"output"``; Conv2d under a module named ``shortcut`` (ours) or
+    ``downsample`` (torchvision's ResNets) is ``"shortcut"``; other Conv2d are ``"conv"``, other Linear ``"fc"``.
     A model with the attribute ``prune_biases = True`` (SNIP's code prunes biases in the same top-k as
     weights; `lth.experiments.pai`) also lists each Linear/Conv2d bias, of kind ``"bias"``, after the weights.
     """
@@ -376,7 +377,7 @@ def prunable_weights(model: nn.Module) -> dict[str, str]:
     for module_name, module in model.named_modules():
         prefix = f"{module_name}." if module_name else ""
         if isinstance(module, nn.Conv2d):
-            is_shortcut = "shortcut" in module_name.split(".")
+            is_shortcut = bool({"shortcut", "downsample"} & set(module_name.split(".")))
             kinds[prefix + "weight"] = "shortcut" if is_shortcut else "conv"
         elif isinstance(module, nn.Linear):
             kinds[prefix + "weight"] = "fc"

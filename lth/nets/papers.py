@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lth.data import DataSplits
-from lth.nets.models import LeNet5, build_model
+from lth.nets.models import LeNet5, TicketCNN, build_model  # noqa: F401  (TicketCNN: its old home)
 
 
 def _fc(data: DataSplits, widths: Sequence[int], bias: bool = False) -> nn.Module:
@@ -32,6 +31,13 @@ def pensia_network(name: str, data: DataSplits, widths: Sequence[int] | None = N
     sizes = [model.fc[0].in_features, *widths, data.num_classes]
     model.fc = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:]))
     return model
+
+
+def pensia_plain(name: str, widths: Sequence[int] | None = None) -> tuple[str, dict]:
+    """(model, model_kwargs) of `lth.nets.models.build_model` whose architecture is
+    ``pensia_network(name, data, widths)`` (its exported tickets are rebuilt from them)."""
+    widths = list(widths or PENSIA_WIDTHS[name])
+    return ("lenet5", {"bias": False, "widths": widths}) if name == "lenet5" else ("fc", {"widths": widths, "bias": False})
 
 
 def fc_weights(model: nn.Module) -> int:
@@ -61,28 +67,16 @@ def matched_widths(name: str, data: DataSplits, target: int) -> tuple[int, ...]:
     return tuple(max(1, round(w * best)) for w in base)
 
 
-class TicketCNN(nn.Module):
-    """train_ticket's SimpleCNN (PyTorch's MNIST example): conv 32, conv 64 (3x3), 2x2 max-pool,
-    fc 9216-128, fc 128-10; its dropout layers left out (see the recipe)."""
-
-    def __init__(self, input_shape, num_classes):
-        super().__init__()
-        c, h, w = input_shape
-        self.conv = nn.ModuleList([nn.Conv2d(c, 32, 3), nn.Conv2d(32, 64, 3)])
-        flat = 64 * ((h - 4) // 2) * ((w - 4) // 2)
-        self.fc = nn.ModuleList([nn.Linear(flat, 128), nn.Linear(128, num_classes)])
-
-    def forward(self, x):
-        x = F.relu(self.conv[1](F.relu(self.conv[0](x))))
-        x = F.max_pool2d(x, 2).flatten(1)
-        return self.fc[1](F.relu(self.fc[0](x)))
-
-
 # network -> (builder, names of the gated layers): train_ticket gates the middle layers only.
 TICKET_NETWORKS: dict[str, tuple[Callable[[DataSplits], nn.Module], tuple[str, ...]]] = {
     "mlp": (lambda data: _fc(data, (512, 256, 128), bias=True), ("fc.1", "fc.2")),
     "cnn": (lambda data: TicketCNN(data.input_shape, data.num_classes), ("fc.0",)),
 }
+
+
+# network -> (model, model_kwargs) of build_model with its architecture (for exported tickets)
+TICKET_PLAIN: dict[str, tuple[str, dict]] = {"mlp": ("fc", {"widths": [512, 256, 128], "bias": True}),
+                                             "cnn": ("ticket_cnn", {})}
 
 
 def seeded(make: Callable[[], nn.Module], seed: int) -> nn.Module:

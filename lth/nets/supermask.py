@@ -375,17 +375,15 @@ def ticket_state(stack: SupermaskStack) -> dict:
     return state
 
 
-def regenerate_weights(template: nn.Module, state: dict, weight_init: str) -> dict:
-    """A `ticket_state` with the frozen weights drawn again from their seeds (bitwise equal).
-
-    Each layer's std is recomputed as at conversion: Kaiming from the fan-in, or Pensia's stage
-    scales for redundant layers."""
-    buffers = dict(state["buffers"])
-    parents = {name: m for name, m in template.named_modules()}
+def seeded_layers(template: nn.Module, weight_init: str) -> dict[str, tuple[tuple[int, ...], float]]:
+    """State key of every supermask layer's frozen weight -> (its shape, the std it is drawn with), as at
+    conversion: `init_std` of ``weight_init`` (Kaiming from the fan-in, Glorot for the glorot inits), or
+    Pensia's stage scales for redundant layers."""
+    out = {}
+    parents = dict(template.named_modules())
     for name, module in template.named_modules():
         if not isinstance(module, SupermaskLayer):
             continue
-        p = key_prefix(name)
         shape = tuple(module.weight.shape)
         parent = parents.get(name.rpartition(".")[0])
         if isinstance(module, RedFanOut):
@@ -394,6 +392,31 @@ def regenerate_weights(template: nn.Module, state: dict, weight_init: str) -> di
             std = kaiming_std(parent.fan_out.weight.shape[0])
         else:
             std = init_std(weight_init, shape)
-        seeds = buffers[p + "weight_seed"].tolist()
-        buffers[p + "weight"] = torch.stack([seeded_weight(shape, s, weight_init, std) for s in seeds])
+        out[key_prefix(name) + "weight"] = (shape, std)
+    return out
+
+
+def regenerate_weights(template: nn.Module, state: dict, weight_init: str) -> dict:
+    """A `ticket_state` with the frozen weights drawn again from their seeds (bitwise equal)."""
+    buffers = dict(state["buffers"])
+    for key, (shape, std) in seeded_layers(template, weight_init).items():
+        seeds = buffers[key + "_seed"].tolist()
+        buffers[key] = torch.stack([seeded_weight(shape, s, weight_init, std) for s in seeds])
     return {**state, "buffers": buffers}
+
+
+def portable_state(stack: SupermaskStack, weight_init: str) -> dict:
+    """What a ticket file of each network of ``stack`` needs, without the frozen weights (their
+    seeds regenerate them): ``masks`` (state key of a scored layer's weight -> (M, *shape) bool hard
+    mask), ``seeds`` (every supermask layer's weight key -> (M,) int64), ``stds`` and ``shapes`` (key
+    -> the std and shape it is drawn with), ``tensors`` (every other parameter and buffer of the
+    networks, (M, ...): biases, BatchNorm statistics, ordinary layers; scores and mask bookkeeping
+    left out) and ``redundant`` (True for Pensia's redundant layers, which no plain model has)."""
+    layers = seeded_layers(stack.template, weight_init)
+    scored = {key_prefix(name) + "weight": mask.bool().cpu() for name, mask in stack.layer_masks().items()}
+    internal = {key[:-len("weight")] + part for key in layers for part in ("weight", "weight_seed", "scores", "keep", "kept")}
+    tensors = {k: v.detach().cpu().clone() for k, v in {**stack.params, **stack.buffers}.items() if k not in internal}
+    return {"masks": scored, "seeds": {k: stack.buffers[k + "_seed"].cpu().clone() for k in layers},
+            "stds": {k: std for k, (_, std) in layers.items()},
+            "shapes": {k: list(shape) for k, (shape, _) in layers.items()}, "tensors": tensors,
+            "redundant": any(isinstance(m, (RedFanOut, RedLinear)) for m in stack.template.modules())}

@@ -1,9 +1,8 @@
-"""Take one network's ticket out of a run folder (IMP) or out of a supermask stack (strong tickets)."""
+"""Take one network's ticket out of a run folder: IMP here, strong-ticket kinds in `lth.tickets.strong`."""
 
 from __future__ import annotations
 
 import ast
-import math
 import re
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import torch
 import lth
 from lth.data import derive_seed
 from lth.nets.models import build_model
-from lth.nets.supermask import RedFanOut, RedLinear, SupermaskLayer, SupermaskStack, kaiming_std, seeded_weight
 from lth.prune.masks import random_masks
 from lth.schema import TICKET
 from lth.tickets.fileformat import Ticket, TicketError, write_ticket
+from lth.tickets.strong import STRONG_CONFIGS, export_strong_ticket
 
 # (C, H, W) and classes of each data set; synthetic: the config's synthetic_shape, else MNIST's shape.
 SHAPES = {"mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10),
@@ -53,10 +52,15 @@ def _literal(text: str):
     return text
 
 
-def export_ticket(run_dir: str | Path, level: int, trial: int, control: str = TICKET, replicate: int = 0,
-                  include_trained: bool = False, *, path: str | Path | None = None,
-                  input_shape: tuple | None = None, num_classes: int | None = None) -> Path:
-    """Write one network of an IMP run as a ticket file (`lth.tickets.fileformat`); returns its path.
+def export_ticket(run_dir: str | Path, level: int | None, trial: int, control: str | None = TICKET,
+                  replicate: int = 0, include_trained: bool = False, *, path: str | Path | None = None,
+                  input_shape: tuple | None = None, num_classes: int | None = None,
+                  network: str | None = None) -> Path:
+    """Write one network of a run as a ticket file (`lth.tickets.fileformat`); returns its path.
+
+    A strong-ticket run (edge-popup, Pensia, Gem-Miner, train_ticket) is written as seeds and a
+    bit-packed mask by `lth.tickets.strong.export_strong_ticket` (``network``, ``control`` and
+    ``level`` may then be left out where the run has one choice). An IMP run:
 
     ``run_dir``: runs/<experiment>/<hash>. ``level``, ``trial``, ``control`` (``none`` = the ticket,
     ``reinit``, ``random_mask``), ``replicate`` (numbers reinits): which network. Its mask and
@@ -70,12 +74,20 @@ def export_ticket(run_dir: str | Path, level: int, trial: int, control: str = TI
     lacks what is asked of it; nothing in the run folder is changed."""
     run = Path(run_dir)
     config = read_operative_config(run)
+    if any(name in config for name in STRONG_CONFIGS):
+        if include_trained:
+            raise TicketError(f"{run} is a strong-ticket run: its networks' weights are the frozen random ones "
+                              "(regenerated from seeds); leave include_trained off")
+        return export_strong_ticket(run, config, trial, level, control, network, path)
     cfg = config.get("ImpConfig")
     if cfg is None:
-        raise TicketError(f"{run} is not an IMP run (its config.gin binds {sorted(config)}); only IMP runs store "
-                          "their networks' weights. Strong tickets: lth.tickets.export_supermask_ticket")
+        raise TicketError(f"{run} is neither an IMP nor a strong-ticket run (its config.gin binds {sorted(config)}); "
+                          "only those store their networks")
     files = _checkpoints(run)
     members = _members(run)
+    control = TICKET if control is None else control
+    if level is None:
+        raise TicketError(f"{run}: name a level (--level); it has levels {sorted(files)}")
     wanted = (int(level), int(trial), str(control), int(replicate))
     if level not in files or wanted not in members:
         raise TicketError(f"{run} has no network at level {level}, trial {trial}, control {control!r}, replicate "
@@ -117,60 +129,6 @@ def export_ticket(run_dir: str | Path, level: int, trial: int, control: str = TI
         suffix = f"_{replicate}" if control == "reinit" else ""
         path = run / "tickets" / f"level_{level:02d}_trial_{trial}_{control}{suffix}.safetensors"
     return write_ticket(Ticket(meta, masks, states), path)
-
-
-def export_supermask_ticket(stack: SupermaskStack, index: int, path: str | Path, *, model: str, input_shape: tuple,
-                            num_classes: int, weight_init: str, model_kwargs: dict | None = None,
-                            dataset: str | None = None, source: dict | None = None) -> Path:
-    """Write network ``index`` of a supermask stack (edge-popup, Gem-Miner: `lth.nets.supermask`)
-    as a ticket of seeds and a mask: each supermask layer's frozen weights are stored as their seed
-    (checked here to regenerate them bit for bit), its hard mask bit-packed, everything else as is.
-
-    ``model``, ``model_kwargs``, ``input_shape`` (C, H, W), ``num_classes``: what
-    `lth.nets.models.build_model` built the network from before `to_supermask` (e.g. ``bias=False``).
-    ``weight_init``: the frozen weights' init (`lth.nets.supermask.WEIGHT_INITS`). ``source``: extra
-    metadata (run hash, level, trial, ...). Raises TicketError for redundant (Pensia) layers, which
-    no plain model has, a weight_init that does not regenerate the weights, or a plain model whose
-    tensors differ."""
-    model_kwargs = dict(model_kwargs or {})
-    plain = build_model(model, input_shape, num_classes, init="default", seed=0, **model_kwargs)
-    layers = {name: m for name, m in stack.template.named_modules() if isinstance(m, SupermaskLayer)}
-    if any(isinstance(m, (RedFanOut, RedLinear)) for m in stack.template.modules()):
-        raise TicketError("redundant (Pensia) layers have no plain-model equivalent; they cannot be exported")
-    scored = stack.layer_masks()
-    masks, seeds, stds, state = {}, {}, {}, {}
-    for name, layer in layers.items():
-        key = f"{name}.weight" if name else "weight"
-        shape = tuple(layer.weight.shape)
-        seed = int(stack.buffers[f"{key}_seed"][index])
-        std = kaiming_std(math.prod(shape[1:]))
-        stored = stack.buffers[key][index].detach().cpu()
-        if not torch.equal(seeded_weight(shape, seed, weight_init, std), stored):
-            raise TicketError(f"layer {name}: weight_init {weight_init!r} does not regenerate its frozen weights "
-                              "from its seed; pass the init the stack was converted with")
-        seeds[key], stds[key] = seed, std
-        if layer.rule is not None:
-            masks[key] = scored[name][index].bool().cpu()
-    tensors = {**stack.params, **stack.buffers}
-    for key, value in plain.state_dict().items():
-        if key in seeds:
-            continue
-        if key in tensors:
-            state[key] = tensors[key][index].detach().cpu()
-        elif key.rpartition(".")[2] in ("weight", "bias") and isinstance(
-                plain.get_submodule(key.rpartition(".")[0]), torch.nn.modules.batchnorm._BatchNorm):
-            state[key] = value.detach().clone()  # affine BN made non-affine by to_supermask: the identity
-        else:
-            raise TicketError(f"the supermask network has no tensor for {key} of model {model!r}")
-    total = sum(m.numel() for m in masks.values()) or 1
-    meta = {"model": model, "model_kwargs": model_kwargs, "init": "seeded", "dataset": dataset,
-            "input_shape": list(input_shape), "num_classes": num_classes, "kind": "strong",
-            "weight_init": weight_init, "weight_std": stds,
-            "seeded_shapes": {k: list(layers[k.rpartition('.')[0]].weight.shape) for k in seeds},
-            "densities": {n: float(m.float().mean()) for n, m in masks.items()},
-            "density": sum(int(m.sum()) for m in masks.values()) / total, "lth_version": lth.__version__,
-            **(source or {})}
-    return write_ticket(Ticket(meta, masks, {"init": state} if state else {}, seeds), path)
 
 
 # ---- reading a run folder ----------------------------------------------------------------------

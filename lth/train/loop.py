@@ -88,7 +88,7 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
           checkpoint: Callable[[dict], None] | None = None,
           callbacks: Sequence[Callable[[int, NetworkStack], None]] = (),
           snapshot_at: int | None = None, desc: str = "train",
-          data_parallel: bool = False) -> tuple[History, dict | None]:
+          data_parallel: bool = False, sink=None) -> tuple[History, dict | None]:
     """Train every network of ``stack`` (in place) from iteration ``start`` to the schedule's end.
 
     ``data_seeds``: one int per network (M of them), its data order. ``labels``: M names used in
@@ -98,6 +98,8 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
     ``snapshot_at``: an iteration at which a copy of the stack's state is taken (weight rewinding).
     ``data_parallel``: every process of the initialised torch.distributed group trains the same
     networks on its share of each batch, gradients averaged over processes (DDP's scheme).
+    ``sink``: an object whose ``add(iteration, {'split/metric': (M,) host tensor})`` receives each
+    evaluation once it is on the host (e.g. `lth.train.tensorboard.TensorBoardSink`); None: no work.
 
     Returns the evaluation History ('val/loss', 'val/accuracy', 'test/...', 'train/batch_loss',
     and 'train/loss', 'train/accuracy' at the end; each (M,) per evaluation) and the snapshot (or None).
@@ -106,13 +108,13 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
     with matmul_precision(cfg.precision):
         return _train(stack, data, cfg, data_seeds=data_seeds, start=start, labels=labels, resume=resume,
                       checkpoint=checkpoint, callbacks=callbacks, snapshot_at=snapshot_at, desc=desc,
-                      data_parallel=data_parallel)
+                      data_parallel=data_parallel, sink=sink)
 
 
 def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds: Sequence[int], start: int,
            labels: Sequence[str] | None, resume: dict | None, checkpoint: Callable[[dict], None] | None,
            callbacks: Sequence[Callable[[int, NetworkStack], None]], snapshot_at: int | None,
-           desc: str, data_parallel: bool) -> tuple[History, dict | None]:
+           desc: str, data_parallel: bool, sink) -> tuple[History, dict | None]:
     if len(data_seeds) != stack.size:
         raise ValueError(f"{len(data_seeds)} data seeds for a stack of {stack.size} networks")
     labels = list(labels) if labels is not None else [f"network {i}" for i in range(stack.size)]
@@ -151,6 +153,16 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
             for metric, value in evaluator(data.train, graph=False).items():
                 metrics[f"train/{metric}"] = value
         history.add(it, metrics)
+        if sink is not None:  # (evaluation index, iteration, where each metric's value sits in the history)
+            unsent.append((len(history.iterations) - 1, it, {k: len(history.values[k]) - 1 for k in metrics}))
+
+    unsent: list[tuple[int, int, dict[str, int]]] = []
+
+    def send(readable: int) -> None:
+        """Hand the sink the evaluations now readable on the host."""
+        while unsent and unsent[0][0] < readable:
+            _, it, where = unsent.pop(0)
+            sink.add(it, {k: history.values[k][i] for k, i in where.items()})
 
     checked = [len(history.iterations)]  # evaluations already checked for divergence (resumed ones were)
 
@@ -190,6 +202,8 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
             bar.update(iteration - bar.n - start)
             readable = history.settle(METRICS_IN_FLIGHT)
             check_finite(readable)
+            if sink is not None:
+                send(readable)
             if readable and not bar.disable:
                 bar.set_postfix(val_acc=f"{float(history.values['val/accuracy'][readable - 1].mean()):.4f}", refresh=False)
             for callback in callbacks:
@@ -202,4 +216,6 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
                             "history": history.state(), "snapshot": snapshot})
     bar.close()
     check_finite(history.settle())
+    if sink is not None:
+        send(len(history.iterations))
     return history, snapshot

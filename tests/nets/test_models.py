@@ -15,6 +15,7 @@ CASES = {
     "fc": (MNIST, {"widths": (500,), "bias": False}),
     "lenet5": (MNIST, {}),
     "lenet5_caffe": (MNIST, {}),
+    "ticket_cnn": (MNIST, {}),
     "conv2": (CIFAR, {}),
     "conv4": (CIFAR, {}),
     "conv6": (CIFAR, {}),
