@@ -174,19 +174,29 @@ def _run(args) -> int:
 
 
 def _plan_text(recipe, runner) -> str:
-    """--dry-run: kind, run folder, and per job its networks and iterations."""
+    """--dry-run: kind, run folder, per job its networks and iterations, and a measured time estimate."""
+    from lth.experiments.estimate import job_seconds
+    from lth.report.page import format_duration as _duration
     plan = runner.plan()
+    seconds = job_seconds(runner) if not all(row["done"] for row in plan if row["networks"]) else {}
     training = [row for row in plan if row["networks"]]
     to_do = [row for row in training if not row["done"]]
+    known = [seconds.get(row["job"]) for row in to_do]
+    device = runner.context.device
+    total = ("nothing to train" if not to_do else f"about {_duration(sum(known))} on {device}" if None not in known
+             else "no estimate")
     lines = [f"kind {recipe.kind}, experiment {recipe.config.experiment}, profile {recipe.profile or 'none'}",
              f"run folder: {runner.run_path}" + ("" if runner.run_path.is_dir() else " (not made: dry run)"),
              f"{len(training)} training job{'s' * (len(training) != 1)}, {len(to_do)} to run "
              f"({sum(r['networks'] for r in to_do)} networks, "
-             f"{sum(r['networks'] * r['iterations'] for r in to_do):,} network-iterations):"]
+             f"{sum(r['networks'] * r['iterations'] for r in to_do):,} network-iterations): {total}"
+             + (" (timed eagerly: CUDA graphs and compile make GPU runs faster)" if device.type == "cuda" else "")]
     for row in plan:
         if row["networks"]:
+            estimate = seconds.get(row["job"])
             lines.append(f"  {row['job']}: {row['networks']} network{'s' * (row['networks'] != 1)} x "
-                         f"{row['iterations']:,} iterations" + (" (done)" if row["done"] else ""))
+                         f"{row['iterations']:,} iterations" + (" (done)" if row["done"] else "")
+                         + (f", ~{_duration(estimate)}" if estimate is not None and not row["done"] else ""))
         else:
             lines.append(f"  {row['job']}: computed on every run (trains nothing)")
     return "\n".join(lines)

@@ -31,11 +31,12 @@
 # needs ~30 min on a CPU), 2 trials, 1,000 iterations with the drops at 500 and 750, three levels
 # (21.1%, 7.0%, 3.6% remaining), k = 250. It can show the ordering of the four methods early in
 # training; it cannot settle it (2 trials). `paper` (one GPU, about 5 minutes per network): the recipes
-# as written, 5 trials (LeNet) and 3 (Conv-2). `smoke` (the conv net on synthetic data) judges nothing.
+# as written, 5 trials (LeNet) and 3 (Conv-2). `smoke` (LeNet only: the conv recipe is the same IMP kind,
+# dry-run by the tests) judges nothing.
 
 # %% tags=["parameters"]
 config = "rewind_lenet300"  # IMP recipe with a decaying schedule (name in lth/recipes/ or a path)
-conv_config = "rewind_conv"  # the conv net's recipe ("" skips it; the quick profile skips it too)
+conv_config = "rewind_conv"  # the conv net's recipe ("" skips it; the quick and smoke profiles skip it too)
 profile = "quick"            # smoke | quick | paper
 bindings = []                # extra gin bindings for every run here (a list of strings)
 output_dir = "figures"       # figures and tables go to <output_dir>/<profile>/rewinding/
@@ -50,7 +51,7 @@ from lth.notebook import level_tables, output_folder, run_rewinding, save_table
 from lth.results import claims, figures
 
 folder = output_folder(output_dir, "rewinding", profile)
-recipes = {"lenet300": config, "conv": conv_config if profile != "quick" else ""}
+recipes = {"lenet300": config, "conv": conv_config if profile == "paper" else ""}
 results = {}
 for network, recipe in recipes.items():
     if not recipe:

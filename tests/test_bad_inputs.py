@@ -3,6 +3,7 @@ refused with exit 2 and one message naming the field, the value or the kinds; no
 and a run folder already in the store keeps every byte. Plus: a run that does not learn is flagged
 and never judged (issue 14)."""
 
+import re
 import hashlib
 from pathlib import Path
 
@@ -166,6 +167,9 @@ def test_dry_run_says_what_would_run_and_creates_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "kind imp" in out and "level_02: 3 networks x 40 iterations" in out and "not made: dry run" in out
     assert not (tmp_path / "runs").exists()
+    # a time measured on this device: the whole, and every level (later ones at level 0's rate per network-step)
+    assert re.search(r"network-iterations\): about \d+ (s|min \d\d s) on cpu", out), out
+    assert re.search(r"level_02: 3 networks x 40 iterations, ~\d+ s", out), out
 
 
 def test_show_prints_the_operative_config_and_its_folder(tmp_path, capsys):

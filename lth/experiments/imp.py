@@ -132,9 +132,9 @@ class ImpPlan:
             raise ValueError(f"rewind_iteration {cfg.rewind_iteration!r} = {k} it is outside "
                              f"[0, {total}) of the training schedule")
         self.rewind_iteration = k
-        train = ctx.trains[""]
+        train = ctx.trains[self.train_role]
         steps = train.steps(len(ctx.data.train))
-        if cfg.rewind == "lr" and constant_from(k, total=total, schedule=train.schedule,
+        if getattr(cfg, "rewind", None) == "lr" and constant_from(k, total=total, schedule=train.schedule,
                                                 milestones=steps.milestones, warmup=steps.warmup):
             raise ValueError(
                 f"ImpConfig.rewind = 'lr' replays the learning-rate schedule from iteration {k}, but under "

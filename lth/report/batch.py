@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lth.config import PROFILES
 from lth.paths import workspace
-from lth.report.page import REPORT_DIR, ClaimsError, NotebookRun, build_report, read_claims
+from lth.report.page import REPORT_DIR, ClaimsError, NotebookRun, build_report, format_duration, read_claims
 
 NOTEBOOK_DIR = workspace() / "notebooks"
 BUILD_DIR = workspace() / "build" / "notebooks"
@@ -67,17 +67,31 @@ def record_path(build_dir: Path | str, profile: str, name: str) -> Path:
     return Path(build_dir) / profile / "executed" / f"{name}.json"
 
 
+def default_jobs(profile: str) -> int:
+    """Notebooks run at once by default: two on the CPU-sized profiles where the machine has two cores or
+    more (a notebook's kernel start-up and its single-threaded parts leave a core idle), one on the paper
+    profile (a GPU's memory and a long run's progress are easier to follow one at a time)."""
+    return 1 if profile == REFERENCE_PROFILE else max(1, min(2, os.cpu_count() or 1))
+
+
 def run_batch(profile: str = "quick", *, only: list[str] | None = None, output_dir: Path | str = "figures",
               root: Path | str = "runs", device: str = "auto", bindings: list[str] | None = None,
               notebook_dir: Path | str | None = None, build_dir: Path | str | None = None,
-              report_dir: Path | str = REPORT_DIR, log_output: bool = False) -> tuple[list[NotebookRun], Path]:
+              report_dir: Path | str = REPORT_DIR, log_output: bool = False,
+              jobs: int | None = None) -> tuple[list[NotebookRun], Path]:
     """Execute the notebooks (all, or those named in `only`) and build the report.
 
-    Relative output_dir and root are taken from the repo root, where the notebooks run. Returns the
-    runs of this batch and the report's path; the report also lists the notebooks not run this time,
-    from their last recorded run on this profile."""
+    Relative output_dir and root are taken from the repo root, where the notebooks run. ``jobs``: notebooks
+    executed at once (default `default_jobs`), each kernel then given ``cores // jobs`` torch threads (unless
+    OMP_NUM_THREADS is set); notebooks sharing an experiment wait for each other (the result store's lock).
+    Returns the runs of this batch (in notebook order) and the report's path; the report also lists the
+    notebooks not run this time, from their last recorded run on this profile. ValueError for an unknown
+    profile, notebook or a jobs count below 1."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    jobs = default_jobs(profile) if jobs is None else jobs
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
     sources = notebook_sources(notebook_dir)
     unknown = sorted(set(only or ()) - set(sources))
     if unknown:
@@ -86,19 +100,47 @@ def run_batch(profile: str = "quick", *, only: list[str] | None = None, output_d
     chosen = [name for name in sources if not only or name in only]
     _check_kernel()
 
-    print(plan_text(chosen, profile), flush=True)
-    runs, started = [], time.perf_counter()
-    for number, name in enumerate(chosen, 1):
-        cpu_before = _children_cpu_s()
-        run = run_notebook(sources[name], profile=profile, output_dir=workspace() / output_dir, root=workspace() / root,
-                           device=device, bindings=list(bindings or ()), build_dir=build_dir, log_output=log_output)
-        print(progress_line(number, len(chosen), run, _children_cpu_s() - cpu_before, time.perf_counter() - started),
-              flush=True)
-        runs.append(run)
+    print(plan_text(chosen, profile, jobs), flush=True)
+    settings = dict(profile=profile, output_dir=workspace() / output_dir, root=workspace() / root, device=device,
+                    bindings=list(bindings or ()), build_dir=build_dir, log_output=log_output)
+    runs, started = {}, time.perf_counter()
+
+    def report_progress(run: NotebookRun, cpu_s: float) -> None:
+        runs[run.name] = run
+        print(progress_line(len(runs), len(chosen), run, cpu_s, time.perf_counter() - started), flush=True)
+
+    if jobs == 1 or len(chosen) == 1:
+        for name in chosen:
+            report_progress(*_timed_run(sources[name], settings))
+    else:
+        import concurrent.futures
+        import multiprocessing
+        # Longest first (by the estimates), so the last notebook to start is a short one.
+        known = ESTIMATED_S.get(profile, {})
+        order = sorted(chosen, key=lambda name: -known.get(name, 0.0))
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=_share_cores, initargs=(threads,)) as pool:
+            pending = [pool.submit(_timed_run, sources[name], settings) for name in order]
+            for done in concurrent.futures.as_completed(pending):
+                report_progress(*done.result())
 
     report = build_report(collect_runs(sources, profile, build_dir), profile, report_dir,
                           reference=reference_runs(sources, profile, build_dir))
-    return runs, report
+    return [runs[name] for name in chosen], report
+
+
+def _share_cores(threads: str) -> None:
+    """In each worker of a parallel batch: the kernels it starts use this many threads each."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, threads)
+
+
+def _timed_run(source: Path, settings: dict) -> tuple[NotebookRun, float]:
+    """`run_notebook` and the CPU seconds its kernel used."""
+    cpu_before = _children_cpu_s()
+    run = run_notebook(source, **settings)
+    return run, _children_cpu_s() - cpu_before
 
 
 def run_notebook(source: Path, *, profile: str, output_dir: Path, root: Path, device: str, bindings: list[str],
@@ -128,6 +170,9 @@ def run_notebook(source: Path, *, profile: str, output_dir: Path, root: Path, de
         papermill.execute_notebook(
             str(converted), str(executed), kernel_name=KERNEL, cwd=str(workspace()), log_output=log_output,
             progress_bar=_watched(),  # a cell-by-cell bar only where someone watches a terminal
+            # the kernel's own warnings (e.g. "running over TCP without encryption", on this machine only) are noise
+            # in batch and CI logs; its errors still show
+            extra_arguments=["--log-level=ERROR"],
             parameters=dict(profile=profile, bindings=bindings, output_dir=str(output_dir), root=str(root), device=device))
         read_claims(run.claims_path)
         run.status = "succeeded"
@@ -209,31 +254,35 @@ def _check_kernel() -> None:
                            f"`{sys.executable} -m ipykernel install --sys-prefix`")
 
 
-def plan_text(names: list[str], profile: str) -> str:
-    """What is about to run and roughly how long (from `ESTIMATED_S`), said before the first notebook starts."""
+def estimated_total(names: list[str], profile: str, jobs: int = 1) -> float:
+    """Estimated wall seconds of a batch: the notebooks' `ESTIMATED_S` (0 where unknown), one at a time, or
+    with ``jobs`` at once the longer of the longest notebook and an even split."""
     known = ESTIMATED_S.get(profile, {})
     total = sum(known.get(name, 0.0) for name in names)
+    return total if jobs == 1 else max(max((known.get(name, 0.0) for name in names), default=0.0), total / jobs)
+
+
+def plan_text(names: list[str], profile: str, jobs: int = 1) -> str:
+    """What is about to run and roughly how long (from `ESTIMATED_S`, one notebook at a time; ``jobs`` at once
+    divide the total by up to ``jobs``), said before the first notebook starts."""
+    known = ESTIMATED_S.get(profile, {})
+    total = estimated_total(names, profile, jobs)
     missing = [name for name in names if name not in known]
     if not known:
         how_long = "no time estimate for this profile (on a CPU the paper profile takes hours to days)"
     else:
-        how_long = (f"about {_duration(total)} on an idle 2-core CPU ({ESTIMATE_NOTE}); longer on a busy machine"
+        how_long = (f"about {format_duration(total)} on an idle 2-core CPU ({ESTIMATE_NOTE}"
+                    + (f"; {jobs} notebooks at a time" if jobs > 1 else "") + "); longer on a busy machine"
                     + (f"; no estimate for {', '.join(missing)}" if missing else ""))
-    listing = ", ".join(f"{name} ~{_duration(known[name])}" if name in known else name for name in names)
+    listing = ", ".join(f"{name} ~{format_duration(known[name])}" if name in known else name for name in names)
     return f"Running {len(names)} notebook{'s' * (len(names) != 1)} on profile {profile}: {how_long}.\n  {listing}"
 
 
 def progress_line(number: int, count: int, run: NotebookRun, cpu_s: float, elapsed_s: float) -> str:
     """One line per finished notebook: status, wall and CPU time (the kernel's user + system), time so far."""
-    line = (f"[{number}/{count}] {run.name}: {run.status} in {_duration(run.wall_s or 0.0)} "
-            f"(CPU {_duration(cpu_s)}; {_duration(elapsed_s)} so far)")
+    line = (f"[{number}/{count}] {run.name}: {run.status} in {format_duration(run.wall_s or 0.0)} "
+            f"(CPU {format_duration(cpu_s)}; {format_duration(elapsed_s)} so far)")
     return line + (f"\n    {_first_line(run.reason)}" if run.reason else "")
-
-
-def _duration(seconds: float) -> str:
-    """'42 s', '3 min 05 s'."""
-    seconds = round(seconds)
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def _children_cpu_s() -> float:
@@ -261,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-dir", help="converted and executed notebooks (default build/notebooks)")
     parser.add_argument("--report-dir", help="where index.html goes (default report)")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' cell outputs")
+    parser.add_argument("-j", "--jobs", type=int, help="notebooks executed at once (default: 2 on smoke and quick "
+                        "where there are 2 cores or more, 1 on paper)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the last runs; execute nothing")
     args = parser.parse_args(argv)
     # A path given on the command line is relative to where the caller stands; the defaults are the repo's.
@@ -280,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs, report = run_batch(args.profile, only=args.only, output_dir=output_dir, root=root, device=args.device,
                                  bindings=args.binding, build_dir=build_dir, report_dir=report_dir,
-                                 log_output=args.log_output)
+                                 log_output=args.log_output,
+                                 jobs=args.jobs or (1 if args.log_output else None))  # streamed outputs: one at a time
     except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

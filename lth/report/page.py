@@ -170,7 +170,7 @@ def _block(run: NotebookRun, kind: str, label: str, paths: _Paths) -> dict:
         cells = markupsafe.Markup(_notebook_html(executed, paths, images=not (figures or blank)))
     facts = []
     if run.wall_s is not None:
-        facts.append(f"{_duration(run.wall_s)}, {_when(run.finished)}")
+        facts.append(f"{format_duration(run.wall_s)}, {_when(run.finished)}")
     if run.device:
         facts.append(f"device {run.device}")
     if run.bindings:
@@ -182,7 +182,7 @@ def _block(run: NotebookRun, kind: str, label: str, paths: _Paths) -> dict:
     return dict(run=run, kind=kind, label=label, facts=facts, claims=[_claim_row(row) for row in claims],
                 columns=_columns(claims), counts=[(v, counts[v]) for v in KNOWN_VERDICTS if counts[v]],
                 figures=figures, hidden_figures=", ".join(p.name for p in pngs) if blank else "",
-                files=files, cells=cells, wall=_duration(run.wall_s), intervals="; ".join(intervals))
+                files=files, cells=cells, wall=format_duration(run.wall_s), intervals="; ".join(intervals))
 
 
 def _columns(claims: list[dict]) -> list[dict]:
@@ -421,12 +421,16 @@ def _versions() -> dict[str, str]:
 # -- small helpers -------------------------------------------------------------------------------
 
 
-def _duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None) -> str:
+    """'42 s', '3 min 05 s', '2 h 05 min'; '' for None."""
     if seconds is None:
         return ""
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f}s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _when(iso: str) -> str:

@@ -79,8 +79,8 @@ class History:
 
 
 def quiet() -> bool:
-    """Progress bars stay silent under CI and when LTH_QUIET is set."""
-    return bool(os.environ.get("CI") or os.environ.get("LTH_QUIET"))
+    """Progress bars stay silent under CI, when LTH_QUIET is set, and when tqdm's own TQDM_DISABLE is."""
+    return any(os.environ.get(name) for name in ("CI", "LTH_QUIET", "TQDM_DISABLE"))
 
 
 def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds: Sequence[int],

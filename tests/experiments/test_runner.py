@@ -42,7 +42,14 @@ def test_gin_is_imported_only_in_lth_config():
     assert sorted(set(importers)) == ["lth/config.py"]
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "figures" / "paper").glob("*/*.config.gin")), ids=lambda p: p.parent.name)
+# Committed runs whose kind has changed since (their recipe now makes another run folder).
+STALE = {"strong_gem_miner": "made before Gem-Miner's freezing schedule and BatchNorm refresh were fixed "
+                             "(issue 13); its re-run on a GPU is pending"}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=STALE[p.parent.name])) if p.parent.name in STALE else p
+    for p in sorted((REPO / "figures" / "paper").glob("*/*.config.gin"))], ids=lambda p: p.parent.name)
 def test_committed_run_configs_rebuild_to_the_same_operative_text(path):
     """Loading a committed run's config and writing its operative text back gives the same bytes:
     the kinds, their roles and the text format keep every stored run's hash."""
@@ -60,7 +67,7 @@ def test_committed_run_configs_rebuild_to_the_same_operative_text(path):
 
 
 def test_rewind_iteration_without_rewinding_is_refused_naming_the_setting():
-    with pytest.raises(ValueError, match=r"rewind_iteration = 20 has no effect with rewind = 'init'.*'weights' or 'lr'"):
+    with pytest.raises(ValueError, match=r"rewind_iteration = 20 has no effect with rewind = 'init'.*'weights', 'lr' or 'finetune'"):
         ImpConfig(rewind_iteration=20)
     assert ImpConfig(rewind="weights", rewind_iteration=20).rewind_iteration == 20
 
@@ -181,10 +188,7 @@ def test_a_second_process_on_the_same_run_waits_then_reuses_the_work(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with exclusive(runner.run_path / ".lock", "a test holding the run"):
         waiting = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while not (runner.run_path / "done").exists() and time.monotonic() < deadline and waiting.poll() is None:
-            time.sleep(0.5)
-        time.sleep(2)
+        time.sleep(8)  # enough to start, load the data and train the smoke run several times over
         assert waiting.poll() is None, "the second process did not wait for the lock"
         assert not list((runner.run_path / "done").glob("*")), "it trained while the run was locked"
     out, err = waiting.communicate(timeout=300)

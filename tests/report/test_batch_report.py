@@ -89,6 +89,26 @@ def test_an_unknown_notebook_name_is_an_error(executed, monkeypatch, capsys):
     assert "no notebook named nope" in capsys.readouterr().err
 
 
+def test_notebooks_run_two_at_a_time_and_one_at_a_time_alike(executed, monkeypatch, capsys):
+    """The session's batch ran with the default (two at once on a 2-core machine, spawned workers); run
+    again one at a time, the statuses and files are the same, and every notebook gets one progress line."""
+    folder, status, _ = executed
+    capsys.readouterr()
+    assert run_batch(folder, monkeypatch, "--jobs", "1") == status
+    out = capsys.readouterr().out
+    assert re.search(r"\[1/2\] (good|bad): ", out) and re.search(r"\[2/2\] (good|bad): ", out)
+    assert run_batch(folder, monkeypatch, "--jobs", "2") == status
+    out = capsys.readouterr().out
+    assert "2 notebooks at a time" in out and "[2/2]" in out
+    assert {p.name for p in (folder / "figures" / "smoke" / "good").iterdir()} == {"claims.csv", "accuracy.png", "accuracy.svg"}
+
+
+def test_a_jobs_count_below_one_is_an_error(executed, monkeypatch, capsys):
+    folder, _, _ = executed
+    assert run_batch(folder, monkeypatch, "--jobs", "0") == 2
+    assert "jobs must be a whole number >= 1, got 0" in capsys.readouterr().err
+
+
 def test_claims_must_keep_the_contract(tmp_path):
     path = tmp_path / "claims.csv"
     with pytest.raises(ClaimsError, match="wrote no"):

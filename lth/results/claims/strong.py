@@ -124,7 +124,7 @@ STRONG_EDGEPOPUP = [
 
 
 # Pensia et al.'s Experiment 2 figures (acnagle/optimal-lottery-tickets pruning/figures/*.png), read by eye
-# (±2 pp; /work/shared/reference/papers.md §5): network -> (variant, remaining weights) -> test accuracy %.
+# (±2 pp; the reference notes on the papers §5): network -> (variant, remaining weights) -> test accuracy %.
 # Each curve is the maximum over five runs. The 16 red/wide points are judged; "dense" (the target
 # trained normally) is drawn only.
 PENSIA_READ_OUTS = {
