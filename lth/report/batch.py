@@ -33,23 +33,19 @@ BUILD_DIR = workspace() / "build" / "notebooks"
 COMMITTED_DIR = workspace() / "figures"  # the committed results: figures/paper/<notebook>/
 REFERENCE_PROFILE = "paper"
 KERNEL = "python3"
-# Rough wall seconds per notebook on an idle 2-core CPU without a GPU (real MNIST and Fashion-MNIST,
-# kernel start included), said before a batch starts. Measured: REPRODUCIBILITY.md, "Running on a laptop".
-# quick: wall seconds of `./run_all.sh` on an idle 2-core machine (8 min 18 s in all); smoke: single-thread CPU
-# seconds measured on a busy 2-core machine. rewinding: estimated from its experiments run alone on a busy
-# 2-core machine (smoke: LeNet 47 s + Conv-2 60 s of CPU; quick: 4 LeNet experiments of 4 levels).
+# Wall seconds per notebook on an idle 2-core CPU without a GPU (real MNIST and Fashion-MNIST, kernel start
+# included), said before a batch starts: measured in the default batch, two notebooks at a time, one torch thread
+# each (`./run_all.sh --profile smoke` and `./run_all.sh`; REPRODUCIBILITY.md, "Running on a laptop").
 ESTIMATE_NOTE = "measured on an idle 2-core CPU"
 ESTIMATED_S = {
-    "smoke": {"deconstruct_tickets": 15, "lmc_instability": 14, "lth_conv": 9, "lth_lenet_curves": 18,
-              "lth_lenet_iterative": 11, "lth_lenet_oneshot": 16, "pai_lenet": 30, "pai_lenet5_caffe": 18,
-              "pensia_subsetsum": 20, "rewinding": 120, "strong_edgepopup": 20, "strong_gem_miner": 16,
+    "smoke": {"deconstruct_tickets": 15, "lmc_instability": 12, "lth_conv": 9, "lth_lenet_curves": 13,
+              "lth_lenet_iterative": 10, "lth_lenet_oneshot": 16, "pai_lenet": 13, "pai_lenet5_caffe": 15,
+              "pensia_subsetsum": 12, "rewinding": 19, "strong_edgepopup": 10, "strong_gem_miner": 12,
               "strong_pensia_redundant": 16, "strong_train_ticket": 12, "transfer_tickets": 20},
-    # deconstruct_tickets quick: 100 s wall (CPU 99 s) on this shared machine as its load fell to ~1, not on an idle one
-    "quick": {"deconstruct_tickets": 100, "lmc_instability": 34, "lth_conv": 8, "lth_lenet_curves": 45, "lth_lenet_iterative": 9,
-              "lth_lenet_oneshot": 45, "pai_lenet": 44, "pai_lenet5_caffe": 46, "pensia_subsetsum": 33,
-              "rewinding": 120,
-              "strong_edgepopup": 69, "strong_gem_miner": 21, "strong_pensia_redundant": 105,
-              "strong_train_ticket": 26, "transfer_tickets": 100},
+    "quick": {"deconstruct_tickets": 96, "lmc_instability": 103, "lth_conv": 7, "lth_lenet_curves": 78,
+              "lth_lenet_iterative": 9, "lth_lenet_oneshot": 72, "pai_lenet": 23, "pai_lenet5_caffe": 75,
+              "pensia_subsetsum": 28, "rewinding": 131, "strong_edgepopup": 97, "strong_gem_miner": 25,
+              "strong_pensia_redundant": 162, "strong_train_ticket": 31, "transfer_tickets": 122},
 }
 
 
@@ -170,9 +166,9 @@ def run_notebook(source: Path, *, profile: str, output_dir: Path, root: Path, de
         papermill.execute_notebook(
             str(converted), str(executed), kernel_name=KERNEL, cwd=str(workspace()), log_output=log_output,
             progress_bar=_watched(),  # a cell-by-cell bar only where someone watches a terminal
-            # the kernel's own warnings (e.g. "running over TCP without encryption", on this machine only) are noise
-            # in batch and CI logs; its errors still show
-            extra_arguments=["--log-level=ERROR"],
+            # the kernel's own log (a warning that it runs over TCP on this machine, a KeyboardInterrupt at
+            # shutdown) is noise in batch and CI logs; a cell's error reaches the executed notebook and the report
+            extra_arguments=["--log-level=CRITICAL"],
             parameters=dict(profile=profile, bindings=bindings, output_dir=str(output_dir), root=str(root), device=device))
         read_claims(run.claims_path)
         run.status = "succeeded"

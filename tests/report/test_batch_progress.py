@@ -14,13 +14,18 @@ def test_every_notebook_has_a_time_estimate_on_quick_and_smoke():
         assert names <= set(batch.ESTIMATED_S[profile]), f"{profile}: no estimate for {names - set(batch.ESTIMATED_S[profile])}"
 
 
-@pytest.mark.parametrize("profile, limit_s", [
-    ("quick", 600),
-    pytest.param("smoke", 180, marks=pytest.mark.xfail(strict=True, reason=(
-        "estimated 200 s: ~9 s of kernel start-up and imports per notebook, 12 notebooks (issue 15)"))),
-])
+@pytest.mark.parametrize("profile, limit_s", [("quick", 600), ("smoke", 180)])
 def test_the_estimated_total_fits_the_profiles_promise(profile, limit_s):
-    assert sum(batch.ESTIMATED_S[profile].values()) <= limit_s
+    """The promises are for an idle 2-core machine, where a batch runs two notebooks at a time by default;
+    the estimates are wall times measured in such a batch (REPRODUCIBILITY.md, "Running on a laptop")."""
+    assert batch.estimated_total(list(batch.ESTIMATED_S[profile]), profile, jobs=2) <= limit_s
+
+
+def test_two_at_a_time_halves_the_estimate_but_never_beats_the_longest(monkeypatch):
+    monkeypatch.setitem(batch.ESTIMATED_S, "quick", {"a": 30.0, "b": 40.0, "c": 200.0})
+    assert batch.estimated_total(["a", "b"], "quick", jobs=2) == 40.0
+    assert batch.estimated_total(["a", "b", "c"], "quick", jobs=2) == 200.0
+    assert batch.estimated_total(["a", "b", "c"], "quick", jobs=1) == 270.0
 
 
 def test_the_plan_names_each_notebook_and_the_total(monkeypatch):
