@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lth.results import claims
+from lth.results import claims, verdicts
 
 # notebook folder -> its claims, judged from networks.csv alone
 FROM_NETWORKS = {"lth_lenet_iterative": claims.LENET_ITERATIVE, "pai_lenet": claims.SNIP_LENET300,
@@ -45,13 +45,33 @@ def rejudge(folder: str | Path) -> dict[str, str]:
             continue
         family, networks = FROM_NETWORKS.get(path.name), path / "networks.csv"
         if family is None or not networks.exists():
-            done[path.name] = "left alone: no per-trial data for its claims"
+            done[path.name] = retire_old_verdicts(path / "claims.csv")
             continue
         context, dataset, profile = context_of(path / "claims.csv")
         table = claims.evaluate(family, pd.read_csv(networks), context=context, profile=profile, dataset=dataset)
         table.to_csv(path / "claims.csv", index=False, float_format="%.6g")
         done[path.name] = ", ".join(f"{v}: {n}" for v, n in table.verdict.value_counts().items())
     return done
+
+
+def retire_old_verdicts(claims_csv: Path) -> str:
+    """A claims.csv of the retired standard ("reproduced if at least half the effect", six columns) whose
+    per-trial data are not committed: each verdict becomes "not judged", the old one kept in its detail,
+    with the new columns empty, so no verdict of the old rule passes for one of the current standard."""
+    table = pd.read_csv(claims_csv)
+    if "rule" in table.columns:
+        return "left alone: no per-trial data for its claims (judged under the current standard)"
+    judged = table.verdict != verdicts.NOT_RUN  # a claim with no data stays "not run"
+    table.loc[judged, "detail"] = [f"Not judged under the current standard: its per-trial data are not committed "
+                                   f"(re-run the notebook on the paper profile). The retired rule said {old!r}. {detail}"
+                                   for old, detail in zip(table.verdict[judged], table.detail[judged])]
+    table.loc[judged, "verdict"] = verdicts.NOT_JUDGED
+    for column in verdicts.COLUMNS:
+        if column not in table.columns:
+            table[column] = "" if column in ("interval", "paper_spread", "rule") else float("nan")
+    table.loc[judged, "rule"] = "not judged: the per-trial data this rule needs are not committed"
+    table[verdicts.COLUMNS].to_csv(claims_csv, index=False)
+    return f"{int(judged.sum())} verdicts of the retired standard marked not judged (no per-trial data)"
 
 
 if __name__ == "__main__":

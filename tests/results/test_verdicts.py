@@ -158,3 +158,19 @@ def test_a_sample_that_cannot_test_the_claim_is_inconclusive_with_its_reason_and
     row = verdicts.evaluate([blocked], NETWORKS).iloc[0]
     assert row.verdict == "inconclusive" and row.ours == "2.0 %"  # [1, 2, 3] would be reproduced
     assert "no gate closed (0.00% off): inconclusive" in row.detail and row.detail.endswith("depends on the shortened schedule")
+
+
+def test_verdicts_of_the_retired_standard_without_per_trial_data_become_not_judged(tmp_path):
+    """A committed claims.csv of the old six columns: "partly" and "reproduced" cannot stand for verdicts
+    of the current standard, so they read "not judged" (the old word kept in the detail); "not run" stays."""
+    import pandas as pd
+    from lth.results.rejudge import retire_old_verdicts
+    path = tmp_path / "claims.csv"
+    pd.DataFrame({"figure": ["F"] * 3, "claim": ["a", "b", "c"], "paper": ["1"] * 3, "ours": ["2"] * 3,
+                  "verdict": ["partly", "reproduced", "not run"], "detail": ["x", "y", "z"]}).to_csv(path, index=False)
+    assert retire_old_verdicts(path).startswith("2 verdicts")
+    table = pd.read_csv(path)
+    assert list(table.columns) == verdicts.COLUMNS
+    assert table.verdict.tolist() == ["not judged", "not judged", "not run"]
+    assert "The retired rule said 'partly'" in table.detail[0] and table.detail[2] == "z"
+    assert retire_old_verdicts(path).startswith("left alone")  # already in the current format
