@@ -115,3 +115,20 @@ def test_run_config_hashes_to_its_name(path: Path):
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
         assert recorded.get("config_hash") == named["hash"], manifest.name
         assert recorded.get("experiment") == named["experiment"], manifest.name
+
+
+def test_the_readme_verdict_counts_are_those_of_the_committed_claims():
+    """The README's first screen counts the committed paper-profile verdicts: those counts must be what the
+    committed claims.csv files say (no number a run did not produce)."""
+    import re
+    from collections import Counter
+    import pandas as pd
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("Of its "):readme.index("each\nmiss") if "each\nmiss" in readme else None]
+    paragraph = " ".join(paragraph.split())
+    counts = Counter()
+    for path in (REPO / "figures" / "paper").glob("*/claims.csv"):
+        counts.update(pd.read_csv(path).verdict)
+    assert f"Of its {sum(counts.values())} claim rows" in paragraph
+    for verdict in ("reproduced", "not reproduced", "inconclusive", "not comparable", "not judged", "not run"):
+        assert re.search(rf"\b{counts[verdict]} {verdict}\b", paragraph), (verdict, counts[verdict], paragraph)

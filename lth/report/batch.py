@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, help="notebooks executed at once (default: 2 on smoke and quick "
                         "where there are 2 cores or more, 1 on paper)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the last runs; execute nothing")
+    parser.add_argument("--committed", action="store_true",
+                        help="with --report-only --profile paper: from the committed results in figures/paper only, "
+                             "ignoring local runs (how docs/index.html is built)")
     args = parser.parse_args(argv)
     # A path given on the command line is relative to where the caller stands; the defaults are the repo's.
     output_dir, root, build_dir, report_dir = (
@@ -318,8 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill logs cell outputs at INFO
 
+    if args.committed and not (args.report_only and args.profile == REFERENCE_PROFILE):
+        print("error: --committed goes with --report-only --profile paper", file=sys.stderr)
+        return 2
     if args.report_only:
         sources = notebook_sources()
+        if args.committed:  # no build records: every notebook shows its committed results
+            build_dir = build_dir / "no-records"
         report = build_report(collect_runs(sources, args.profile, build_dir), args.profile, report_dir,
                               reference=reference_runs(sources, args.profile, build_dir))
         print(f"report: {report}")
@@ -328,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         runs, report = run_batch(args.profile, only=args.only, output_dir=output_dir, root=root, device=args.device,
                                  bindings=args.binding, build_dir=build_dir, report_dir=report_dir,
                                  log_output=args.log_output,
-                                 jobs=args.jobs or (1 if args.log_output else None))  # streamed outputs: one at a time
+                                 jobs=args.jobs if args.jobs is not None else (1 if args.log_output else None))  # streamed outputs: one at a time
     except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

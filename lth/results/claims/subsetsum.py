@@ -36,8 +36,11 @@ def subsetsum_accuracy_change(networks: pd.DataFrame) -> Sample:
 
 def subsetsum_target_accuracy(networks: pd.DataFrame) -> Sample:
     runs = _runs(networks)
-    deviation = runs.target_accuracy.mean() - 97.19
-    return Sample(runs.target_accuracy, f"{deviation:+.2f} pp from the paper's 97.19 %")
+    # one target is trained and shared by every coefficient draw: n = 1, however many draws
+    target = runs.target_accuracy.iloc[:1]
+    deviation = float(target.iloc[0]) - 97.19
+    return Sample(target, f"{deviation:+.2f} pp from the paper's 97.19 %: a deviation (one trained target; "
+                          "several seeds of the target would be needed to judge it)")
 
 
 def subsetsum_kept_ratio(networks: pd.DataFrame) -> Sample:
@@ -62,7 +65,8 @@ PENSIA_SUBSETSUM = [
           subsetsum_accuracy_change, Rule(LEVEL), "mnist", experiment="pensia_subsetsum"),
     Claim("pensia_subsetsum_target", _SUBSETSUM, _RUN + "target 784-500-10 (no biases), trained 10 epochs: "
           "97.19 % test accuracy.", 97.19, "%", "{v}",
-          "test accuracy of our target after training, per run", subsetsum_target_accuracy, Rule(LEVEL), "mnist",
+          "test accuracy of our target after training (one target, shared by the coefficient draws)",
+          subsetsum_target_accuracy, Rule(LEVEL), "mnist",
           experiment="pensia_subsetsum"),
     Claim("pensia_subsetsum_kept", _SUBSETSUM, _RUN + "3,725,871 of 8,337,000 coefficients kept: 9.39x "
           "the target's 397,000 weights.", 9.39, "x", "{v}",
