@@ -223,3 +223,21 @@ def test_a_notebook_output_dir_that_cannot_be_written_is_refused_before_any_expe
     with pytest.raises(ValueError, match="a_file"):
         output_folder(blocker / "figures", "lth_lenet_iterative", "smoke")
     assert output_folder(tmp_path / "figures", "lth_lenet_iterative", "smoke").is_dir()
+
+
+@pytest.mark.parametrize("case, losses, accuracies, flagged", [
+    ("a loss that became NaN", [[2.3, 2.3], [0.5, float("nan")]], [[0.1, 0.1], [0.9, 0.9]], [1]),
+    ("a loss that grew past a uniform guess's", [[2.3, 2.3], [0.5, 9.0]], [[0.1, 0.1], [0.9, 0.5]], [1]),
+    ("an accuracy that stayed at chance", [[2.3, 2.3], [0.5, 2.2]], [[0.1, 0.1], [0.9, 0.11]], [1]),
+    ("two networks that did not learn", [[2.3, 2.3], [9.0, 2.2]], [[0.1, 0.1], [0.1, 0.12]], [0, 1]),
+    ("networks that learn", [[2.3, 2.3], [0.5, 0.6]], [[0.1, 0.1], [0.9, 0.85]], []),
+])
+def test_every_way_of_not_learning_is_flagged(case, losses, accuracies, flagged):
+    """The failure rule behind the flag (lth.experiments.runner.learning_failures): a non-finite loss, a final
+    loss above both its start and ln(classes), or a final accuracy at chance, each on its own."""
+    import torch
+    from lth.experiments.runner import MIN_JUDGED_ITERATIONS, learning_failures
+    from lth.train.loop import History
+    history = History([0, MIN_JUDGED_ITERATIONS], {"val/loss": [torch.tensor(v) for v in losses],
+                                                   "val/accuracy": [torch.tensor(v) for v in accuracies]})
+    assert [i for i, _ in learning_failures(history, 10)] == flagged, case
