@@ -6,9 +6,8 @@ records. A notebook's claims come from ``<output_dir>/<profile>/<notebook>/claim
 the PNG (and SVG) files beside it. The page is rendered from ``templates/report.html.j2``; `reference`
 runs (the committed paper-profile results, for a quick or smoke report) are shown beside the local ones.
 
-Paths on the page are relative: links relative to the report folder, paths in text relative to the
-report folder's parent (the project folder), ``$LTH_DATA`` or ``~``; other absolute paths keep only
-their last component (``…/name``).
+Paths on the page are relative: links to the report folder, paths in text to its parent (the project
+folder), ``$LTH_DATA`` or ``~``; other absolute paths keep only their last component (``…/name``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
@@ -199,10 +199,10 @@ def _columns(claims: list[dict]) -> list[dict]:
 
 def _claim_row(row: dict) -> dict:
     row = dict(row)
+    row["ci"] = _interval(row.get("ci_low", ""), row.get("ci_high", ""))
     for key in ("n", "mean", "ci_low", "ci_high"):
         if key in row:
             row[key] = _number(row[key])
-    row["ci"] = f"[{row.get('ci_low', '')}, {row.get('ci_high', '')}]" if row.get("ci_low") or row.get("ci_high") else ""
     if _number(row.get("paper_spread") or "0") not in ("0", "") and row["paper_spread"] not in row["paper"]:
         row["paper"] = f"{row['paper']} (± {_number(row['paper_spread'])})"
     row.setdefault("rule", "")
@@ -210,6 +210,19 @@ def _claim_row(row: dict) -> dict:
         if len(row[key]) <= 14:
             row[key] = row[key].replace(" ", "\u00a0")
     return row
+
+
+def _interval(low: str, high: str) -> str:
+    """'[0.003, 0.257]': both ends with one number of decimals, three significant digits at the larger end."""
+    try:
+        ends = float(low), float(high)
+    except (TypeError, ValueError):
+        ends = ()
+    if not ends or not all(math.isfinite(end) for end in ends):
+        return f"[{low}, {high}]" if low or high else ""
+    largest = max(abs(end) for end in ends)
+    decimals = max(0, 2 - math.floor(math.log10(largest))) if largest > 0 else 0
+    return f"[{ends[0]:.{decimals}f}, {ends[1]:.{decimals}f}]"
 
 
 def _number(text: str) -> str:

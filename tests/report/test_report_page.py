@@ -40,7 +40,7 @@ def test_old_and_new_claims_files_render_with_rounded_statistics(tmp_path):
     assert '<span class="verdict partly">partly</span>' in html
     assert '<span class="verdict inconclusive">inconclusive</span>' in html
     assert "28.6123" not in html and "<th>mean</th>" not in html  # the mean is 'ours', not a raw float
-    assert "[-3.12,\u00a060.35]" in html  # the interval, rounded
+    assert "[-3.1,\u00a060.3]" in html  # the interval, both ends to three significant digits of the larger
     assert "95% t-interval over trials" in html and "rule: &gt;= 19" in html
     assert html.count("<th>95% interval</th>") == 1  # only the new file has the column
 
