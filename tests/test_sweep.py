@@ -72,7 +72,8 @@ def test_a_failed_experiment_is_listed_with_its_error_and_the_others_still_run(t
 
 
 def test_a_killed_job_resumes_when_the_sweep_is_submitted_again(tmp_path):
-    slow = [*TINY, "TrainConfig.iterations = '150it'", "TrainConfig.checkpoint_every = 50"]
+    # long enough a level that cancelling (which takes a moment) always lands inside level 1
+    slow = [*TINY, "TrainConfig.iterations = '600it'", "TrainConfig.checkpoint_every = 200"]
     points = plan(["lth_lenet300"], ["smoke"], slow, root=tmp_path)
     run = Path(points[0].run_folder)
     executor = executor_for("local", tmp_path / "logs", timeout_min=10)
