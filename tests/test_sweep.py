@@ -72,14 +72,15 @@ def test_a_failed_experiment_is_listed_with_its_error_and_the_others_still_run(t
 
 
 def test_a_killed_job_resumes_when_the_sweep_is_submitted_again(tmp_path):
-    # long enough a level that cancelling (which takes a moment) always lands inside level 1
-    slow = [*TINY, "TrainConfig.iterations = '600it'", "TrainConfig.checkpoint_every = 200"]
+    # Cancelled while level 1 is under way: its first progress checkpoint is there (level 0's done marker is
+    # not the moment to wait for: a background thread writes it while level 1 already trains).
+    slow = [*TINY, "TrainConfig.iterations = '1200it'", "TrainConfig.checkpoint_every = 200"]
     points = plan(["lth_lenet300"], ["smoke"], slow, root=tmp_path)
     run = Path(points[0].run_folder)
     executor = executor_for("local", tmp_path / "logs", timeout_min=10)
     [row] = submit(points, executor, root=tmp_path, device="cpu", wait=False)
     deadline = time.time() + 240
-    while not (run / "done" / "level_00").exists():
+    while not (run / "checkpoints" / "level_01_progress.pt").exists():
         assert time.time() < deadline and not row.job.done(), row.job.stderr()
         time.sleep(0.05)
     row.job.cancel()
