@@ -72,6 +72,18 @@ def test_a_failed_experiment_is_listed_with_its_error_and_the_others_still_run(t
 
 
 def test_a_killed_job_resumes_when_the_sweep_is_submitted_again(tmp_path):
+    import signal
+    # submitit cancels a local job with SIGINT; started from a background shell (as CI may start the suite),
+    # this process and its children would ignore it. A Python handler here is reset to the default in the
+    # children, so the cancel reaches the job.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _killed_job_resumes(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _killed_job_resumes(tmp_path):
     # Cancelled while level 1 is under way: its first progress checkpoint is there (level 0's done marker is
     # not the moment to wait for: a background thread writes it while level 1 already trains).
     slow = [*TINY, "TrainConfig.iterations = '1200it'", "TrainConfig.checkpoint_every = 200"]
