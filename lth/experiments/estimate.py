@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from lth.train.config import TrainConfig
-from lth.train.step import TrainStep, make_optimizer, matmul_precision
+from lth.train.step import TrainStep, make_optimizer, matmul_precision, synchronize
 
 WARMUP_STEPS, TIMED_STEPS = 1, 2
 
@@ -51,13 +49,8 @@ def _seconds_per_network_step(stack, data, cfg: TrainConfig, seeds: list[int]) -
                      graphed=False, chunk=1, precision=cfg.precision)
     with matmul_precision(cfg.precision):
         step.run(0, [cfg.lr] * WARMUP_STEPS)
-        _sync(stack.device)
+        synchronize(stack.device)
         start = time.perf_counter()
         step.run(WARMUP_STEPS, [cfg.lr] * TIMED_STEPS)
-        _sync(stack.device)
+        synchronize(stack.device)
     return (time.perf_counter() - start) / TIMED_STEPS / stack.size
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

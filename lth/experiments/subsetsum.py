@@ -30,6 +30,7 @@ from lth.prune import subsetsum
 from lth.schema import Member
 from lth.train.config import TrainConfig
 from lth.train.evaluate import evaluate
+from lth.train.step import synchronize
 
 TARGET_KEY = "target"
 
@@ -219,11 +220,6 @@ class Approximation:
         return int(self.solution.within(self.epsilon).sum())
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def approximate(flat: torch.Tensor, n: int, epsilon: float, low: float, high: float, *, seed: int,
                 sample: int = 0, device: str | torch.device = "cpu") -> Approximation:
     """Solve every weight of ``flat`` (or a seeded sample of ``sample`` of them) with its own n
@@ -236,14 +232,14 @@ def approximate(flat: torch.Tensor, n: int, epsilon: float, low: float, high: fl
     else:
         indices = torch.arange(total)
     weights = flat.detach().to("cpu", torch.float64)[indices].to(device)
-    _synchronize(device)
+    synchronize(device)
     started = time.perf_counter()
     coefficients = subsetsum.draw_coefficients(indices.numel(), n, low, high,
                                                seed=derive_seed("subsetsum_coefficients", seed), device=device)
-    _synchronize(device)
+    synchronize(device)
     generated = time.perf_counter()
     solution = subsetsum.solve(weights, coefficients)
-    _synchronize(device)
+    synchronize(device)
     solved = time.perf_counter()
     return Approximation(n, epsilon, low, high, indices, weights, coefficients, solution, str(device),
                          generated - started, solved - generated)

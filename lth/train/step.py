@@ -33,6 +33,12 @@ def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig) -> torch.op
                            weight_decay=cfg.weight_decay)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a timing's end); nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def use_cuda_graphs(device: torch.device) -> bool:
     """Capture the training step as a CUDA graph on GPUs (LTH_CUDA_GRAPHS=0 turns it off)."""
     return device.type == "cuda" and os.environ.get("LTH_CUDA_GRAPHS", "1") != "0"
