@@ -91,14 +91,19 @@ class Sample:
 # ---- rules -------------------------------------------------------------------------------------
 
 LEVEL, AT_LEAST, AT_MOST, EFFECT, SIGN = "level", "at least", "at most", "effect", "sign"
+# The smallest difference that matters in each unit: a level claim's interval reaching past the paper's
+# value by more than this (or the claim's spread) on both sides cannot test it.
+RESOLUTION = {"%": 1.0, "pp": 1.0, "pp of density": 1.0, "% error": 0.1, "x": 0.05}
 
 
 @dataclass(frozen=True)
 class Rule:
     """How the interval [low, high] of our mean is compared with the paper's value v ± spread.
 
-    - ``level``: two-sided (absolute levels, figure read-outs). Reproduced if the interval meets
-      [v − spread, v + spread], else not reproduced.
+    - ``level``: two-sided (absolute levels, figure read-outs). Not reproduced if the interval misses
+      [v − spread, v + spread]; inconclusive if it reaches past v ± max(spread, resolution) on both
+      sides (it holds the paper's value and misses either way: too wide to test it; ``resolution``
+      is the unit's smallest meaningful difference, `RESOLUTION`); else reproduced.
     - ``at least`` / ``at most``: reproduced if the interval lies above v (below, for at most); not
       reproduced if it lies below (above); else inconclusive.
     - ``effect``: a two-sided read-out of an effect whose absence is `null` (0 pp, 1x).
@@ -118,14 +123,17 @@ class Rule:
         if self.spread < 0 or self.direction not in (1, -1):
             raise ValueError(f"spread {self.spread!r} must be >= 0 and direction {self.direction!r} +1 or -1")
 
-    def judge(self, value: float, low: float, high: float) -> str:
+    def judge(self, value: float, low: float, high: float, resolution: float = 0.0) -> str:
         """The verdict for an interval [low, high] (no n check here: see `judge`). Comparisons
         allow a relative 1e-9, so a zero-width interval at the paper's value (equal trials, with
-        floating-point error) meets it."""
+        floating-point error) meets it. ``resolution`` (>= 0, the claim's unit): see ``level``."""
         slack = 1e-9 * max(1.0, abs(value), abs(low), abs(high))
-        low, high = low - slack, high + slack
         if self.kind == LEVEL:
-            return REPRODUCED if low <= value + self.spread and high >= value - self.spread else NOT_REPRODUCED
+            if low - slack > value + self.spread or high + slack < value - self.spread:
+                return NOT_REPRODUCED
+            tolerance = max(self.spread, resolution)
+            return INCONCLUSIVE if low < value - tolerance - slack and high > value + tolerance + slack else REPRODUCED
+        low, high = low - slack, high + slack
         if self.kind in (AT_LEAST, AT_MOST):
             sign = 1 if self.kind == AT_LEAST else -1
             lo, hi = sorted((sign * low, sign * high))
@@ -144,7 +152,9 @@ class Rule:
         null = format_value(self.null, unit)
         tail = f"; inconclusive if n < {MIN_TRIALS}"
         if self.kind == LEVEL:
-            return f"two-sided: reproduced if the interval meets {band}, else not reproduced{tail}"
+            wide = format_value(max(self.spread, RESOLUTION.get(unit, 0.0)), unit, signed=False)
+            return (f"two-sided: not reproduced if the interval misses {band}; inconclusive if it reaches "
+                    f"past {v} ± {wide} on both sides, else reproduced{tail}")
         if self.kind in (AT_LEAST, AT_MOST):
             side, other = ("above", "below") if self.kind == AT_LEAST else ("below", "above")
             return (f"{self.kind} {v}: reproduced if the interval lies {side} it, not reproduced if "
@@ -212,7 +222,7 @@ class Claim:
             best = max(sample.values)
             return self.rule.judge(self.paper_value, best, best)
         mean, low, high = sample.interval()
-        return self.rule.judge(self.paper_value, low, high)
+        return self.rule.judge(self.paper_value, low, high, RESOLUTION.get(self.unit, 0.0))
 
     def rule_text(self) -> str:
         return self.rule.text(self.paper_value, self.unit)

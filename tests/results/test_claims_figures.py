@@ -70,10 +70,11 @@ def test_reinit_rows_accuracy_speed_and_where_it_falls_below_dense():
     speed = claims.evaluate([LENET["lenet_reinit_speed_21"]], frame).iloc[0]
     assert speed.verdict == "not reproduced" and speed.ours == "1.60x"
     # reinit below dense (97.98, 98.00, 98.02 per trial) from 21.1% in trials 0 and 1; trial 2's dense
-    # 98.02 is above reinit's 98.00 at 51.3% too: 21.1, 21.1, 51.3 -> 31.2 ± 43.3, meets 21.1 ± 5
+    # 98.02 is above reinit's 98.00 at 51.3% too: 21.1, 21.1, 51.3 -> 31.2 ± 43.3 = [-12.1, 74.5]: it meets
+    # 21.1 ± 5 but reaches past it on both sides, too wide to test it
     below = claims.evaluate([LENET["lenet_reinit_below_dense"]], frame).iloc[0]
     assert "21.1%, 21.1%, 51.3%" in below.detail and below["mean"] == pytest.approx(31.1667, abs=1e-3)
-    assert below.verdict == "reproduced"
+    assert below.verdict == "inconclusive"
 
 
 def test_ticket_back_to_dense_is_two_sided_and_missing_densities_are_not_run():

@@ -39,7 +39,10 @@ def judge(rule: Rule, paper: float, values) -> str:
 
 # [1, 2, 3]: 2 ± 2.484 -> [-0.484, 4.484];  [a-0.1, a, a+0.1]: a ± 0.248
 @pytest.mark.parametrize("rule,paper,values,expected", [
-    (Rule(LEVEL), 2.0, [1, 2, 3], "reproduced"),                      # 2 inside [-0.48, 4.48]
+    (Rule(LEVEL), 2.0, [1.8, 2.0, 2.2], "reproduced"),                # [1.50, 2.50] inside 2 ± 1 pp (resolution)
+    (Rule(LEVEL), 2.0, [1, 2, 3], "inconclusive"),                    # [-0.48, 4.48] past 2 ± 1 on both sides
+    (Rule(LEVEL, spread=3.0), 2.0, [1, 2, 3], "reproduced"),          # ... but inside 2 ± 3
+    (Rule(LEVEL), 2.0, [2.5, 3.0, 3.5], "reproduced"),                # [1.76, 4.24] holds 2, past 3 on one side only
     (Rule(LEVEL), 2.0, [2.9, 3.0, 3.1], "not reproduced"),            # [2.75, 3.25] misses 2
     (Rule(LEVEL, spread=1.0), 2.0, [2.9, 3.0, 3.1], "reproduced"),    # ... but meets [1, 3]
     (Rule(AT_LEAST), 0.3, [0.5, 0.6, 0.7], "reproduced"),             # [0.35, 0.85] above 0.3
@@ -73,7 +76,7 @@ def level_claim(**kwargs) -> Claim:
     return Claim("c", "Figure 1", "It is 2.", 2.0, "%", "{v}", "our value", measure, Rule(LEVEL), "mnist", **kwargs)
 
 
-NETWORKS = pd.DataFrame({"experiment": "e", "value": [1.0, 2.0, 3.0]})
+NETWORKS = pd.DataFrame({"experiment": "e", "value": [1.8, 2.0, 2.2]})  # 2 ± 0.50: inside 2 ± 1 pp
 
 
 def test_the_claims_table_carries_the_evidence_and_the_rule():
@@ -81,7 +84,7 @@ def test_the_claims_table_carries_the_evidence_and_the_rule():
     assert list(table.columns) == verdicts.COLUMNS and verdicts.COLUMNS[:6] == verdicts.BASE_COLUMNS
     row = table.iloc[0]
     assert row.verdict == "reproduced" and row.n == 3 and row["mean"] == 2.0 and row.ours == "2.0 %"
-    assert (row.ci_low, row.ci_high) == pytest.approx((2 - T2 / math.sqrt(3), 2 + T2 / math.sqrt(3)))
+    assert (row.ci_low, row.ci_high) == pytest.approx((2 - 0.2 * T2 / math.sqrt(3), 2 + 0.2 * T2 / math.sqrt(3)))
     assert row.interval == "95% t-interval over trials" and row.paper_value == 2.0 and row.paper_spread == 0.0
     assert row.rule.startswith("two-sided") and "n < 3" in row.rule
     assert row.detail.startswith("MNIST, paper profile: our value; at the level; n = 3")
