@@ -3,8 +3,8 @@
 For each training job whose networks can be built before anything has run (level 0 of IMP, every job of
 the strong kinds), two training steps of its stack (one where the warm-up took over a second) are timed after one warm-up step, eagerly (no CUDA
 graphs, no compilation: on a GPU the estimate is an upper bound, often by 2-5x), once per distinct stack
-(parameter shapes, batch size, precision): jobs that differ only in their masks share the measurement (a
-Pensia run has dozens of such jobs, each step of them seconds long on a CPU). A job that starts from an
+(parameter shapes, batch size, precision): jobs that differ only in their masks share the measurement
+(pruning at initialisation: one job per method, the same stack). A job that starts from an
 earlier job's result (IMP's later levels) takes the time per network-step of the last job measured.
 Evaluation is counted as forward passes over the validation and test sets at a third of a training
 step's cost per example, every ``eval_every`` iterations.
