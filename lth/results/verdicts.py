@@ -92,8 +92,14 @@ class Sample:
 
 LEVEL, AT_LEAST, AT_MOST, EFFECT, SIGN = "level", "at least", "at most", "effect", "sign"
 # The smallest difference that matters in each unit: a level claim's interval reaching past the paper's
-# value by more than this (or the claim's spread) on both sides cannot test it.
-RESOLUTION = {"%": 1.0, "pp": 1.0, "pp of density": 1.0, "% error": 0.1, "x": 0.05}
+# value by more than this (or the claim's spread) on both sides cannot test it. Ratios ("x"): 5% of the value.
+RESOLUTION = {"%": 1.0, "pp": 1.0, "pp of density": 1.0, "% error": 0.1}
+RELATIVE_RESOLUTION = {"x": 0.05}
+
+
+def resolution(unit: str, value: float) -> float:
+    """The smallest meaningful difference around ``value`` in ``unit`` (>= 0; 0 for units not listed)."""
+    return RESOLUTION.get(unit, RELATIVE_RESOLUTION.get(unit, 0.0) * abs(value))
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ class Rule:
     - ``level``: two-sided (absolute levels, figure read-outs). Not reproduced if the interval misses
       [v − spread, v + spread]; inconclusive if it reaches past v ± max(spread, resolution) on both
       sides (it holds the paper's value and misses either way: too wide to test it; ``resolution``
-      is the unit's smallest meaningful difference, `RESOLUTION`); else reproduced.
+      is the unit's smallest meaningful difference, `resolution`); else reproduced.
     - ``at least`` / ``at most``: reproduced if the interval lies above v (below, for at most); not
       reproduced if it lies below (above); else inconclusive.
     - ``effect``: a two-sided read-out of an effect whose absence is `null` (0 pp, 1x).
@@ -152,7 +158,7 @@ class Rule:
         null = format_value(self.null, unit)
         tail = f"; inconclusive if n < {MIN_TRIALS}"
         if self.kind == LEVEL:
-            wide = format_value(max(self.spread, RESOLUTION.get(unit, 0.0)), unit, signed=False)
+            wide = format_value(max(self.spread, resolution(unit, value)), unit, signed=False)
             return (f"two-sided: not reproduced if the interval misses {band}; inconclusive if it reaches "
                     f"past {v} ± {wide} on both sides, else reproduced{tail}")
         if self.kind in (AT_LEAST, AT_MOST):
@@ -222,7 +228,7 @@ class Claim:
             best = max(sample.values)
             return self.rule.judge(self.paper_value, best, best)
         mean, low, high = sample.interval()
-        return self.rule.judge(self.paper_value, low, high, RESOLUTION.get(self.unit, 0.0))
+        return self.rule.judge(self.paper_value, low, high, resolution(self.unit, self.paper_value))
 
     def rule_text(self) -> str:
         return self.rule.text(self.paper_value, self.unit)

@@ -177,3 +177,13 @@ def test_verdicts_of_the_retired_standard_without_per_trial_data_become_not_judg
     assert table.verdict.tolist() == ["not judged", "not judged", "not run"]
     assert "The retired rule said 'partly'" in table.detail[0] and table.detail[2] == "z"
     assert retire_old_verdicts(path).startswith("left alone")  # already in the current format
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([9.3, 9.4, 9.5], "reproduced"),       # [9.15, 9.65] inside 9.39 ± 0.47 (5% of a ratio)
+    ([8.0, 9.4, 10.8], "inconclusive"),    # [5.92, 12.88] past 9.39 ± 0.47 on both sides
+    ([10.9, 11.0, 11.1], "not reproduced"),
+])
+def test_a_ratio_level_has_a_resolution_relative_to_its_value(values, expected):
+    claim = Claim("k", "Fig", "q", 9.39, "x", "{v}", "m", lambda n: Sample(values), Rule(LEVEL), "mnist")
+    assert claim.verdict(Sample(values)) == expected
