@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tensorboard", metavar="DIR",
                      help="also write every network's metrics as TensorBoard scalars under DIR "
                           "(needs the tensorboard package; default: $LTH_TENSORBOARD, else off)")
+    run.add_argument("--add-trials", type=int, default=0, metavar="N",
+                     help="train N more trials (new seeds) beside the recipe's own, in the same run folder, "
+                          "whose results then hold all of them (IMP kinds; e.g. 5 trials done, --add-trials 10: 15)")
     run.add_argument("--dry-run", action="store_true",
                      help="say what would run (kind, jobs, networks, iterations) and the run folder; create nothing")
     commands.add_parser("list", help="the recipes (one line each) and the profiles")
@@ -143,7 +146,7 @@ def _run(args) -> int:
         shard = (0, 1) if args.data_parallel else (rank, world)
         runner = Runner(recipe.spec, recipe.config, recipe.trains, root=args.root, device=device, shard=shard,
                         data_parallel=args.data_parallel and world > 1, profile=args.profile, plan_only=args.dry_run,
-                        tensorboard=args.tensorboard)
+                        tensorboard=args.tensorboard, add_trials=args.add_trials)
     except (ConfigError, ValueError, ImportError, DatasetNotFound, DatasetDamaged) as err:
         _error(err)
         return 2

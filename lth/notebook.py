@@ -79,7 +79,12 @@ class Outcome:
 
     @property
     def trials(self) -> int:
-        return getattr(self.config, "trials", 1)
+        """Trials in the results: the config's, or more where trials were added to the run
+        (``python -m lth run --add-trials``)."""
+        own = getattr(self.config, "trials", 1)
+        if self.ran and "trial" in self.metrics:
+            return max(own, int(self.metrics["trial"].nunique()))
+        return own
 
     @property
     def methods(self) -> tuple:

@@ -161,6 +161,16 @@ def test_a_missing_data_set_is_refused_saying_where_it_looked(tmp_path, capsys, 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("recipe,count,named", [("lth_lenet300", "-2", "add_trials -2: need an integer >= 0"),
+                                                 ("strong_edgepopup", "2", "cannot add trials")])
+def test_adding_trials_that_cannot_be_added_is_refused_before_any_folder(recipe, count, named, store, capsys):
+    root, before = store
+    kind = "imp" if recipe == "lth_lenet300" else "edgepopup"
+    err = refused(capsys, "run", recipe, *SMOKE, "-b", SYNTHETIC[kind], "--add-trials", count, "--root", str(root))
+    assert named in err
+    assert _files(root) == before
+
+
 def test_dry_run_says_what_would_run_and_creates_nothing(tmp_path, capsys):
     assert cli.main(["run", "lth_lenet300", *SMOKE, "-b", SYNTHETIC["imp"], "--root", str(tmp_path / "runs"),
                      "--dry-run"]) == 0

@@ -107,7 +107,7 @@ class Context:
     device: torch.device
     run: RunDir | None                  # None while the jobs are planned (no folder before that)
     trials: list[int]
-    suffix: str = ""                    # the shard's key suffix ("" in one process)
+    suffix: str = ""                    # the job keys' suffix: added trials, shard ("" for neither)
     profile: str | None = None
     states: dict = field(default_factory=dict)
 
@@ -159,6 +159,10 @@ class Runner:
     world): this process takes trials rank, rank + world, ... (kinds with ``shards``).
     ``data_parallel``: every process trains all trials on its share of each batch (kinds with
     ``data_parallel``). ``callbacks``: f(iteration, stack) at every evaluation of every training job.
+    ``add_trials`` (>= 0, kinds with ``shards``): train that many more trials beside the config's own
+    ones, in the same run folder (the config, so the folder, is unchanged): trials T .. T + n - 1 for a
+    config of T trials, new seeds, their jobs keyed ``<job>_trials<T>to<T+n-1>``; results read back
+    from the folder then hold all of them. The config's own trials need not have run.
     ``plan_only``: plan the jobs (validating the config against the data) but create no run folder
     (`plan`, for ``--dry-run``; ``run`` is then refused).
     ``tensorboard``: a folder for every network's metrics as TensorBoard scalars
@@ -169,7 +173,7 @@ class Runner:
     def __init__(self, kind: Kind, config, trains: Mapping[str, TrainConfig], *, root: str | Path = "runs",
                  device: str | torch.device = "auto", data: DataSplits | None = None, callbacks: Sequence = (),
                  shard: tuple[int, int] = (0, 1), data_parallel: bool = False, profile: str | None = None,
-                 plan_only: bool = False, tensorboard: str | Path | None = None):
+                 plan_only: bool = False, tensorboard: str | Path | None = None, add_trials: int = 0):
         if not isinstance(kind, Kind):
             raise TypeError(f"kind must be a lth.experiments.registry.Kind (see lth.experiments.kind_of), got {kind!r}")
         self.kind = kind
@@ -185,9 +189,17 @@ class Runner:
             raise ValueError(f"{kind.name} experiments run in one process; start them without torchrun")
         if data_parallel and not kind.data_parallel:
             raise ValueError(f"{kind.name} experiments cannot train data-parallel; start them without --data-parallel")
-        trials = list(range(getattr(config, "trials", 1)))[rank::world]
+        if isinstance(add_trials, bool) or not isinstance(add_trials, int) or add_trials < 0:
+            raise ValueError(f"add_trials {add_trials!r}: need an integer >= 0 (how many trials to add)")
+        if add_trials and not kind.shards:
+            raise ValueError(f"{kind.name} experiments cannot add trials to a run: change the config's trials instead")
+        own = getattr(config, "trials", 1)
+        block = range(own, own + add_trials) if add_trials else range(own)
+        trials = list(block)[rank::world]
         if not trials:
-            raise ValueError(f"shard {shard} has no trials: {getattr(config, 'trials', 1)} trials over {world} processes")
+            raise ValueError(f"shard {shard} has no trials: {len(block)} trials over {world} processes")
+        suffix = (f"_trials{block.start}to{block.stop - 1}" if add_trials else "") + \
+            ("" if world == 1 else f"_shard{rank}of{world}")
         self.is_lead, self.data_parallel = rank == 0, data_parallel
         tensorboard = tensorboard or os.environ.get("LTH_TENSORBOARD") or None
         if tensorboard and (self.is_lead or not data_parallel):  # data-parallel replicas: the lead writes
@@ -197,8 +209,7 @@ class Runner:
         self.callbacks = list(callbacks)
         device = resolve_device(device)
         data = (data or _load_data(config)).to(device)
-        self.context = Context(config, dict(trains), data, device, None, trials,
-                               "" if world == 1 else f"_shard{rank}of{world}", profile)
+        self.context = Context(config, dict(trains), data, device, None, trials, suffix, profile)
         self.steps = trains[kind.roles[0]].steps(len(data.train))
         self._jobs = list(kind.jobs(self.context))  # validates the plan (e.g. IMP's rewind point) before any folder
         self.text = kind.operative(config, trains)

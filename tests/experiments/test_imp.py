@@ -16,12 +16,12 @@ DECAYING = TrainConfig(iterations=40, batch_size=20, lr=5e-3, eval_every=10, che
                        schedule="multistep", milestones=(20, 30))
 
 
-def experiment(tmp_path, synthetic, train_cfg=FAST, shard=(0, 1), **overrides):
+def experiment(tmp_path, synthetic, train_cfg=FAST, shard=(0, 1), add_trials=0, **overrides):
     config = dict(experiment="t", dataset="synthetic", model="fc", model_kwargs={"widths": (32, 16)},
                   trials=2, levels=2, reinits=2)
     config.update(overrides)
     return Imp(Runner(kind_of("imp"), ImpConfig(**config), {"": train_cfg}, root=tmp_path, device="cpu", data=synthetic,
-                      shard=shard))
+                      shard=shard, add_trials=add_trials))
 
 
 class Imp:
@@ -272,6 +272,31 @@ def test_trials_sharded_over_processes_give_the_unsharded_results(tmp_path, synt
     assert (merged.value_whole - merged.value_sharded).abs().max() < 1e-4
     assert sorted(p.name for p in (run.path / "done").iterdir()) == [
         f"level_{level:02d}_shard{rank}of2" for level in range(3) for rank in range(2)]
+
+
+def test_added_trials_join_the_run_folder_with_new_seeds(tmp_path, synthetic):
+    """Issue 13: 2 trials done, 1 added later -> the folder holds 3, the added one as a 3-trial run's
+    trial 2 (its seeds follow its index), the first two untouched."""
+    done = experiment(tmp_path / "store", synthetic, trials=2)
+    first = done.run_all()
+    added = experiment(tmp_path / "store", synthetic, trials=2, add_trials=1)
+    assert added.run.path == done.run.path  # the config, so the folder, is the recipe's
+    both = added.run_all()
+    assert sorted(both.trial.unique()) == [0, 1, 2]
+    key = ["level", "control", "trial", "replicate", "split", "metric", "iteration"]
+    kept = both[both.trial < 2].merge(first, on=key, suffixes=("_now", "_before"), validate="one_to_one")
+    assert len(kept) == len(first) and (kept.value_now == kept.value_before).all()
+    whole = experiment(tmp_path / "whole", synthetic, trials=3).run_all()
+    merged = whole.merge(both, on=key, suffixes=("_whole", "_added"), validate="one_to_one")
+    assert len(merged) == len(whole) and (merged.value_whole - merged.value_added).abs().max() < 1e-4
+    assert sorted(p.name for p in (added.run.path / "done").iterdir()) == sorted(
+        [f"level_{level:02d}" for level in range(3)] + [f"level_{level:02d}_trials2to2" for level in range(3)])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_adding_a_bad_number_of_trials_is_refused(tmp_path, synthetic, bad):
+    with pytest.raises(ValueError, match="add_trials"):
+        experiment(tmp_path, synthetic, add_trials=bad)
 
 
 def test_a_shard_without_trials_is_refused(tmp_path, synthetic):
