@@ -244,6 +244,27 @@ def run(recipe: str, profile: str, bindings: str | Sequence[str] = (), root: str
                       iterations=runner.steps.total, details=result.outputs.get("solve"))
 
 
+CONV_PROFILES = ("paper",)  # a conv net's recipe runs on these profiles only (quick, smoke: tens of CPU-minutes)
+
+
+def network_recipes(config: str, conv_config: str, profile: str) -> dict[str, str]:
+    """The recipes a notebook runs, by network: ``{'lenet300': config, 'conv': conv_config}``, the conv
+    net's '' (skipped) unless ``profile`` is in `CONV_PROFILES`; ``conv_config = ''`` skips it everywhere."""
+    return {"lenet300": config, "conv": conv_config if profile in CONV_PROFILES else ""}
+
+
+def skipped(network: str, profile: str) -> str:
+    """Markdown: why a network of `network_recipes` did not run."""
+    why = f"the {profile} profile runs LeNet-300-100 only" if profile not in CONV_PROFILES else "its recipe is ''"
+    return f"*{network}: skipped ({why}).*"
+
+
+def file_suffix(network: str, outcome: Outcome) -> str:
+    """What a network's figure and table names end with, so two networks share a folder: '' for
+    LeNet-300-100 (the names its notebook always wrote), ``_<model>`` (e.g. '_resnet20') for the other."""
+    return "" if network == "lenet300" else f"_{outcome.config.model}"
+
+
 def level_tables(outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
     """The per-level tables (lth.results.analysis.level_table) of the outcomes that ran, keyed by name."""
     from lth.results.analysis import level_table

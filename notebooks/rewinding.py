@@ -47,15 +47,14 @@ device = "auto"              # cpu, cuda or auto
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lth.notebook import level_tables, output_folder, run_rewinding, save_table
+from lth.notebook import level_tables, network_recipes, output_folder, run_rewinding, save_table, skipped
 from lth.results import claims, figures
 
 folder = output_folder(output_dir, "rewinding", profile)
-recipes = {"lenet300": config, "conv": conv_config if profile == "paper" else ""}
 results = {}
-for network, recipe in recipes.items():
+for network, recipe in network_recipes(config, conv_config, profile).items():
     if not recipe:
-        display(Markdown(f"*{network}: skipped on the {profile} profile.*"))
+        display(Markdown(skipped(network, profile)))
         continue
     outcomes, k = run_rewinding(recipe, profile, bindings, root=root, device=device)
     results[network] = outcomes, k

@@ -16,49 +16,62 @@
 # mask on fresh weights (random reinit) and a random mask with the same per-layer densities. The figure
 # shows both directions; then the papers' claims are judged. Neither paper ran this setup (they used
 # VGG19 / ResNet50 on natural images, and no number of theirs was readable), so every claim is
-# *not comparable* and the numbers are shown. `config = "transfer_conv2"` runs Conv-2 (use a GPU).
+# *not comparable* and the numbers are shown.
+#
+# **Networks.** LeNet-300-100 on every profile; Conv-2 (`conv_config`, lth/recipes/transfer_conv2.gin: 10K of
+# Frankle & Carbin's 20K iterations) on the paper profile only (a CPU needs tens of minutes for it). Conv-2's
+# figures and tables end in `_conv2`; the claims table holds both networks (named in the figure column).
 
 # %% tags=["parameters"]
-config = "transfer_lenet300"  # gin recipe (name in lth/recipes/ or a path)
-profile = "quick"             # smoke | quick | paper
-bindings = []                 # extra gin bindings (a list of strings)
-output_dir = "figures"        # figures and tables go to <output_dir>/<profile>/transfer_tickets/
-root = "runs"                 # the result store
-device = "auto"               # cpu, cuda or auto
+config = "transfer_lenet300"     # gin recipe (name in lth/recipes/ or a path)
+conv_config = "transfer_conv2"   # the conv net's recipe ("" skips it; the quick and smoke profiles skip it too)
+profile = "quick"                # smoke | quick | paper
+bindings = []                    # extra gin bindings for every run here (a list of strings)
+output_dir = "figures"           # figures and tables go to <output_dir>/<profile>/transfer_tickets/
+root = "runs"                    # the result store
+device = "auto"                  # cpu, cuda or auto
 
 # %%
+import pandas as pd
 from IPython.display import Markdown, display
 
-from lth.notebook import output_folder, run, save_table
+from lth.notebook import file_suffix, network_recipes, output_folder, run, save_table, skipped
 from lth.results import claims, figures, transfer
 from lth.results.style import label
 
-outcome = run(config, profile, bindings, root=root, device=device, kind="transfer")
 folder = output_folder(output_dir, "transfer_tickets", profile)
-outcome.save_provenance(folder)
-display(Markdown(transfer.describe(outcome)))
-datasets = (outcome.config.dataset, outcome.config.target)
+outcomes = {}
+for network, recipe in network_recipes(config, conv_config, profile).items():
+    if not recipe:
+        display(Markdown(skipped(network, profile)))
+        continue
+    outcome = run(recipe, profile, bindings, root=root, device=device, kind="transfer")
+    outcome.save_provenance(folder)
+    display(Markdown(transfer.describe(outcome)))
+    outcomes[network] = outcome
 
 # %% [markdown]
 # ## Test accuracy at early stop against density, per condition, both directions
 
 # %%
-if outcome.ran:
-    title = f"Tickets across data sets, {label(outcome.config.model)}\n{outcome.context}"
-    fig = transfer.figure(outcome.networks, datasets, title)
-    figures.save(fig, folder, "transfer_accuracy")
+for network, outcome in outcomes.items():
+    if outcome.ran:
+        title = f"Tickets across data sets, {label(outcome.config.model)}\n{outcome.context}"
+        fig = transfer.figure(outcome.networks, (outcome.config.dataset, outcome.config.target), title)
+        figures.save(fig, folder, f"transfer_accuracy{file_suffix(network, outcome)}")
 
 # %% [markdown]
 # ## Tables: per direction, level and condition (mean, min, max over trials); per-trial gaps
 
 # %%
-summary = transfer.summary(outcome.networks, datasets) if outcome.ran else None
-gaps = transfer.gaps(outcome.networks, datasets) if outcome.ran else None
-if outcome.ran:
-    save_table(summary, folder, "transfer")
-    save_table(gaps, folder, "gaps")
-    save_table(outcome.networks, folder, "networks")
-    display(transfer.gap_summary(gaps))
+for network, outcome in outcomes.items():
+    if outcome.ran:
+        datasets, suffix = (outcome.config.dataset, outcome.config.target), file_suffix(network, outcome)
+        gaps = transfer.gaps(outcome.networks, datasets)
+        save_table(transfer.summary(outcome.networks, datasets), folder, f"transfer{suffix}")
+        save_table(gaps, folder, f"gaps{suffix}")
+        save_table(outcome.networks, folder, f"networks{suffix}")
+        display(Markdown(f"**{label(outcome.config.model)}**"), transfer.gap_summary(gaps))
 
 # %% [markdown]
 # ## The papers' claims, judged on our results
@@ -66,10 +79,14 @@ if outcome.ran:
 # Morcos et al.: transferred tickets beat random tickets (more so at higher sparsity) and come close to the
 # target's own ticket; Mehta: transferred subnetworks at 90–95% sparsity match the dense network. The
 # stronger random-reinit control is ours (papers.md §11d.2). Two claims this setup cannot test are listed
-# as *not run*.
+# as *not run*. Each network's claims are judged on its own run (the network in the figure column).
 
 # %%
-verdicts = claims.evaluate(claims.TRANSFER_MNIST, outcome.networks, reason=outcome.reason, context=outcome.context,
-                           profile=outcome.profile)
+rows = []
+for network, outcome in outcomes.items():
+    table = claims.evaluate(claims.TRANSFER_MNIST, outcome.networks, reason=outcome.reason,
+                            context=outcome.context, profile=outcome.profile)
+    rows.append(table.assign(figure=table.figure + f" ({label(outcome.config.model)})"))
+verdicts = pd.concat(rows, ignore_index=True)
 save_table(verdicts, folder, "claims")
 verdicts

@@ -22,14 +22,20 @@ FROM_NETWORKS = {"lth_lenet_iterative": claims.LENET_ITERATIVE, "pai_lenet": cla
                  "pai_lenet5_caffe": claims.SNIP_LENET5_CAFFE, "strong_edgepopup": claims.STRONG_EDGEPOPUP,
                  "strong_gem_miner": claims.STRONG_GEM_MINER, "strong_pensia_redundant": claims.STRONG_PENSIA,
                  "strong_train_ticket": claims.STRONG_TRAIN_TICKET, "deconstruct_tickets": claims.DECONSTRUCT}
+# notebook folder -> {networks file of a further network (lth.notebook.file_suffix): its claims}; claims.csv holds
+# its rows after those of networks.csv, in this order (the notebook writes them so)
+MORE_NETWORKS = {"deconstruct_tickets": {"networks_conv2.csv": claims.DECONSTRUCT_CONV}}
 DATASETS = {"MNIST": "mnist", "Fashion-MNIST": "fashion_mnist", "CIFAR-10": "cifar10", "synthetic data": "synthetic"}
 CONTEXT = re.compile(r"^(?P<dataset>[^,]+?)(?: \([^)]*\))?, (?P<profile>\w+) profile: \d+ trials? × [\d,]+ iterations")
 
 
-def context_of(claims_csv: Path) -> tuple[str, str, str]:
-    """(context, data set key, profile) read from the first detail of an existing claims.csv.
-    ValueError when the detail does not start with a context line."""
-    detail = str(pd.read_csv(claims_csv).detail.iloc[0])
+def context_of(claims_csv: Path, row: int = 0) -> tuple[str, str, str]:
+    """(context, data set key, profile) read from the detail of row ``row`` (from 0) of an existing
+    claims.csv. ValueError when the detail does not start with a context line, or there is no such row."""
+    table = pd.read_csv(claims_csv)
+    if row >= len(table):
+        raise ValueError(f"{claims_csv}: {len(table)} rows, no row {row} to read a context from")
+    detail = str(table.detail.iloc[row])
     match = CONTEXT.match(detail)
     if match is None or match["dataset"] not in DATASETS:
         raise ValueError(f"{claims_csv}: no context (data set, profile, trials) at the start of {detail[:80]!r}")
@@ -47,8 +53,14 @@ def rejudge(folder: str | Path) -> dict[str, str]:
         if family is None or not networks.exists():
             done[path.name] = retire_old_verdicts(path / "claims.csv")
             continue
-        context, dataset, profile = context_of(path / "claims.csv")
-        table = claims.evaluate(family, pd.read_csv(networks), context=context, profile=profile, dataset=dataset)
+        parts = [(networks, family), *((path / name, more) for name, more in MORE_NETWORKS.get(path.name, {}).items()
+                                       if (path / name).exists())]
+        tables, row = [], 0
+        for frame, family in parts:
+            context, dataset, profile = context_of(path / "claims.csv", row)
+            tables.append(claims.evaluate(family, pd.read_csv(frame), context=context, profile=profile, dataset=dataset))
+            row += len(family)
+        table = pd.concat(tables, ignore_index=True)
         table.to_csv(path / "claims.csv", index=False, float_format="%.6g")
         done[path.name] = ", ".join(f"{v}: {n}" for v, n in table.verdict.value_counts().items())
     return done

@@ -179,3 +179,24 @@ def test_density_figures_start_at_the_dense_network_and_label_zhou_variants():
     ax = fig.axes[0]
     assert [line.get_ydata()[0] for line in ax.get_lines()][-1] == 10.0  # the chance line
     assert ax.get_lines()[0].get_xdata()[0] == pytest.approx(80.04)  # untrained lines have no dense start
+
+
+CONV = {c.id: c for c in claims.DECONSTRUCT_CONV}
+
+
+def test_conv_claims_are_the_cifar_conv_family_and_read_not_comparable_on_fashion_mnist_with_the_number():
+    assert all(c.dataset == "cifar10" and c.id.startswith("zhou_conv_") for c in claims.DECONSTRUCT_CONV)
+    assert not set(CONV) & set(ZHOU) and len(CONV) == len(claims.DECONSTRUCT_CONV)
+    # Conv-2's rounds 7, 12, 15 (21.3, 7.1, 3.7% remaining) inside the sparse band; zero beats frozen at w_0 by 5 pp
+    conv = {0: 1.0, 7: 0.213, 12: 0.0713, 15: 0.0372}
+    networks = frame({**ladder("large_final", {7: 0.90, 12: 0.89, 15: 0.88}),
+                      **ladder("frozen_init", {7: 0.85, 12: 0.84, 15: 0.83})}, experiment="deconstruct_conv2")
+    networks["density"] = networks.level.map(conv)
+    zeros = claims.evaluate([CONV["zhou_conv_zeros_matter"]], networks, profile="paper", dataset="fashion_mnist").iloc[0]
+    assert zeros.verdict == "not comparable" and zeros.ours == "+5.00 pp" and zeros.n == 3
+    assert "CIFAR-10 Conv" in zeros.claim and "the paper on cifar10: not comparable" in zeros.detail
+    # the same numbers on CIFAR-10 would be judged by the rule: a sign test, zero better
+    assert claims.evaluate([CONV["zhou_conv_zeros_matter"]], networks, profile="paper",
+                           dataset="cifar10").verdict.iloc[0] == "reproduced"
+    best = CONV["zhou_conv_untrained_best_41"]
+    assert best.paper_value == 41.0 and best.measure is not None

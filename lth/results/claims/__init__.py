@@ -14,7 +14,7 @@ it; `lth.results.verdicts` holds the machinery (statistics, rules, the claims ta
 
 from lth.results.analysis import MissingData, combine
 from lth.results.claims.conv import CONV
-from lth.results.claims.deconstruct import DECONSTRUCT
+from lth.results.claims.deconstruct import DECONSTRUCT, DECONSTRUCT_CONV
 from lth.results.claims.lenet import LENET_CURVES, LENET_ITERATIVE, LENET_ONE_SHOT
 from lth.results.claims.lmc import LMC_LENET, LMC_RESNET20
 from lth.results.claims.pai import SNIP_LENET300, SNIP_LENET5_CAFFE, snip_ablation
@@ -30,9 +30,10 @@ ALL = {"lenet_iterative": LENET_ITERATIVE, "lenet_curves": LENET_CURVES, "lenet_
        "strong_edgepopup": STRONG_EDGEPOPUP, "strong_pensia": STRONG_PENSIA, "strong_gem_miner": STRONG_GEM_MINER,
        "strong_train_ticket": STRONG_TRAIN_TICKET, "pensia_subsetsum": PENSIA_SUBSETSUM,
        "lmc_lenet": LMC_LENET, "lmc_resnet20": LMC_RESNET20, "renda_rewinding": RENDA_REWINDING,
-       "transfer_mnist": TRANSFER_MNIST, "deconstruct": DECONSTRUCT}
+       "transfer_mnist": TRANSFER_MNIST, "deconstruct": DECONSTRUCT,
+       "deconstruct_conv": DECONSTRUCT_CONV}
 
-__all__ = ["ALL", "BASE_COLUMNS", "COLUMNS", "CONV", "DECONSTRUCT", "Claim", "LENET_CURVES", "LENET_ITERATIVE", "LENET_ONE_SHOT",
+__all__ = ["ALL", "BASE_COLUMNS", "COLUMNS", "CONV", "DECONSTRUCT", "DECONSTRUCT_CONV", "Claim", "LENET_CURVES", "LENET_ITERATIVE", "LENET_ONE_SHOT",
            "LMC_LENET", "LMC_RESNET20", "MissingData", "PENSIA_READ_OUTS", "PENSIA_SUBSETSUM", "RENDA_REWINDING", "Rule",
            "SNIP_LENET300", "SNIP_LENET5_CAFFE", "STRONG_EDGEPOPUP", "STRONG_GEM_MINER", "STRONG_PENSIA", "STRONG_TRAIN_TICKET",
            "Sample", "TRANSFER_MNIST", "VERDICTS", "combine", "evaluate", "snip_ablation"]

@@ -19,9 +19,18 @@ and the supermask 100 of 2000 epochs. The supermask claims depend on that shorte
 method text says so); the criteria and treatment claims on the coarser pruning schedule (masks pruned
 36% of the survivors at a time instead of 20%); the untrained claims read the best of 10 densities
 instead of 20 (their masks are one-shot from the dense network either way).
+
+`DECONSTRUCT_CONV`: the same measures on a Conv net run (lth/recipes/deconstruct_conv2.gin), against what
+Zhou et al. say of their CIFAR-10 Conv-2/4/6 (papers.md §3a, §10): the criteria ranking and the mask-1
+actions (2nd-hand, stated for every network), the zeros (the evidence is CIFAR-10 Conv: blog Fig. 2),
+untrained networks far above chance and the best heuristic supermask's 41% [P abstract]. Every claim's data
+set is CIFAR-10, so a Fashion-MNIST run reads "not comparable" (the numbers shown). The learned supermask's
+CIFAR-10 numbers are left out: the conv recipe trains none.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pandas as pd
 
@@ -198,4 +207,33 @@ DECONSTRUCT = [
           accuracy("supermask:glorot_signed_constant"), Rule(LEVEL, spread=SAME), "mnist",
           not_comparable="the source does not name the variant behind 98.0% (likely signed constant and/or dynamic "
                          "weight rescaling, which is not implemented here): shown, not judged"),
+]
+
+
+# ---- Conv nets (Zhou et al.'s Conv-2/4/6 on CIFAR-10) --------------------------------------------
+CIFAR_BEST_UNTRAINED = 41.0  # %: the best heuristic supermask on an untrained CIFAR-10 Conv net [P abstract]
+# The claims above that Zhou et al. state for every network (2nd-hand: the criteria ranking, the mask-1 actions),
+# judged on a Conv net's run.
+_CONV_AS_FC = ("zhou_criterion_magnitude_increase", "zhou_criterion_movement", "zhou_criterion_large_init_large_final",
+               "zhou_small_final_below_large_final", "zhou_random_below_large_final", "zhou_signed_constant_as_rewind",
+               "zhou_reinit_below_large_final", "zhou_reshuffle_below_large_final")
+
+
+def _conv(claim: Claim, **changes) -> Claim:
+    """``claim`` read on a Conv net: its id ``zhou_conv_*``, its figure marked Conv, data set CIFAR-10."""
+    fields = dict(id=claim.id.replace("zhou_", "zhou_conv_", 1), figure=f"{claim.figure} [Conv nets]", dataset="cifar10")
+    return dataclasses.replace(claim, **{**fields, **changes})
+
+
+_BY_ID = {c.id: c for c in DECONSTRUCT}
+DECONSTRUCT_CONV = [
+    *(_conv(_BY_ID[id]) for id in _CONV_AS_FC),
+    _conv(_BY_ID["zhou_zeros_matter"],
+          quote="The zeros matter: freezing the pruned weights of CIFAR-10 Conv nets at their initial values instead "
+                "of zero hurts far more than zeroing them [P abstract; uber-blog Fig. 2 caption]"),
+    _conv(_BY_ID["zhou_untrained_large_final_above_chance"]),  # the abstract: masks on untrained networks
+    _conv(_BY_ID["zhou_untrained_best_86"], id="zhou_conv_untrained_best_41",
+          quote="The best heuristic supermask on an untrained CIFAR-10 Conv net reaches 41% [P abstract; the Conv net, "
+                "mask (large_final_same_sign over signed-constant weights: 2nd-hand) and sparsity NOT FOUND]",
+          paper_value=CIFAR_BEST_UNTRAINED),
 ]
