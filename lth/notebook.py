@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -257,6 +257,24 @@ def skipped(network: str, profile: str) -> str:
     """Markdown: why a network of `network_recipes` did not run."""
     why = f"the {profile} profile runs LeNet-300-100 only" if profile not in CONV_PROFILES else "its recipe is ''"
     return f"*{network}: skipped ({why}).*"
+
+
+def run_networks(config: str, conv_config: str, profile: str, bindings: str | Sequence[str] = (), *,
+                 kind: str, folder: Path, describe: Callable[[Outcome], str], show: Callable[[str], None] = print,
+                 root: str | Path = "runs", device: str = "auto") -> dict[str, Outcome]:
+    """Run each network of `network_recipes` (the conv net on the paper profile only), save each run's
+    provenance in ``folder`` and ``show`` its ``describe`` text (or why it was skipped, in Markdown);
+    the outcomes by network ('lenet300', 'conv'), skipped ones left out. Errors as `run`."""
+    outcomes = {}
+    for network, recipe in network_recipes(config, conv_config, profile).items():
+        if not recipe:
+            show(skipped(network, profile))
+            continue
+        outcome = run(recipe, profile, bindings, root=root, device=device, kind=kind)
+        outcome.save_provenance(folder)
+        show(describe(outcome))
+        outcomes[network] = outcome
+    return outcomes
 
 
 def file_suffix(network: str, outcome: Outcome) -> str:

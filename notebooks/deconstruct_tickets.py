@@ -37,20 +37,13 @@ device = "auto"                     # cpu, cuda or auto
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lth.notebook import file_suffix, network_recipes, output_folder, run, save_table, skipped
+from lth.notebook import file_suffix, output_folder, run_networks, save_table
 from lth.results import claims, deconstruct
 from lth.results.style import label
 
 folder = output_folder(output_dir, "deconstruct_tickets", profile)
-outcomes = {}
-for network, recipe in network_recipes(config, conv_config, profile).items():
-    if not recipe:
-        display(Markdown(skipped(network, profile)))
-        continue
-    outcome = run(recipe, profile, bindings, root=root, device=device, kind="deconstruct")
-    outcome.save_provenance(folder)
-    display(Markdown(deconstruct.describe(outcome)))
-    outcomes[network] = outcome
+outcomes = run_networks(config, conv_config, profile, bindings, kind="deconstruct", folder=folder, describe=deconstruct.describe,
+                        show=lambda text: display(Markdown(text)), root=root, device=device)
 
 
 def draw(name, what, make):

@@ -35,20 +35,13 @@ device = "auto"                  # cpu, cuda or auto
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lth.notebook import file_suffix, network_recipes, output_folder, run, save_table, skipped
+from lth.notebook import file_suffix, output_folder, run_networks, save_table
 from lth.results import claims, figures, lmc
 from lth.results.style import label
 
 folder = output_folder(output_dir, "lmc_instability", profile)
-outcomes = {}
-for network, recipe in network_recipes(config, conv_config, profile).items():
-    if not recipe:
-        display(Markdown(skipped(network, profile)))
-        continue
-    outcome = run(recipe, profile, bindings, root=root, device=device, kind="lmc")
-    outcome.save_provenance(folder)
-    display(Markdown(lmc.describe(outcome)))
-    outcomes[network] = outcome
+outcomes = run_networks(config, conv_config, profile, bindings, kind="lmc", folder=folder, describe=lmc.describe,
+                        show=lambda text: display(Markdown(text)), root=root, device=device)
 # one row per pair of copies (empty if not run), and the error along each path
 pairs = {network: lmc.pair_table(o.metrics, o.networks) for network, o in outcomes.items()}
 paths = {network: lmc.path_table(o.metrics) for network, o in outcomes.items()}

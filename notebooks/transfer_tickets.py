@@ -35,20 +35,13 @@ device = "auto"                  # cpu, cuda or auto
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lth.notebook import file_suffix, network_recipes, output_folder, run, save_table, skipped
+from lth.notebook import file_suffix, output_folder, run_networks, save_table
 from lth.results import claims, figures, transfer
 from lth.results.style import label
 
 folder = output_folder(output_dir, "transfer_tickets", profile)
-outcomes = {}
-for network, recipe in network_recipes(config, conv_config, profile).items():
-    if not recipe:
-        display(Markdown(skipped(network, profile)))
-        continue
-    outcome = run(recipe, profile, bindings, root=root, device=device, kind="transfer")
-    outcome.save_provenance(folder)
-    display(Markdown(transfer.describe(outcome)))
-    outcomes[network] = outcome
+outcomes = run_networks(config, conv_config, profile, bindings, kind="transfer", folder=folder, describe=transfer.describe,
+                        show=lambda text: display(Markdown(text)), root=root, device=device)
 
 # %% [markdown]
 # ## Test accuracy at early stop against density, per condition, both directions
