@@ -129,7 +129,7 @@ def _show(args) -> int:
 def _run(args) -> int:
     from lth.checks import check_data, check_device, check_writable
     from lth.data import DatasetDamaged, DatasetNotFound
-    from lth.experiments.runner import Runner
+    from lth.experiments.runner import OutOfMemory, Runner
     from lth.store import StoreError
     from lth.train.loop import DivergedError
     rank, world = 0, 1
@@ -159,7 +159,7 @@ def _run(args) -> int:
         print(f"run folder: {runner.run_dir.path}" + (f" ({world} processes, {how})" if world > 1 else ""), flush=True)
     try:
         result = runner.run()
-    except (StoreError, DivergedError, DatasetDamaged) as err:  # finished jobs stay in the run folder
+    except (StoreError, DivergedError, DatasetDamaged, OutOfMemory) as err:  # finished jobs stay in the run folder
         _error(err)
         return 1
     metrics = result.metrics

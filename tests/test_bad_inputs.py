@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from lth import cli
 from lth.config import ConfigError
@@ -169,6 +170,24 @@ def test_adding_trials_that_cannot_be_added_is_refused_before_any_folder(recipe,
     err = refused(capsys, "run", recipe, *SMOKE, "-b", SYNTHETIC[kind], "--add-trials", count, "--root", str(root))
     assert named in err
     assert _files(root) == before
+
+
+def test_a_job_out_of_device_memory_says_what_to_lower_and_keeps_the_finished_ones(tmp_path, capsys, monkeypatch):
+    from lth.experiments import runner
+    real, calls = runner.train, []
+
+    def train(*args, **kwargs):  # level 0 trains; level 1 finds the device full (as beside another run)
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB.")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(runner, "train", train)
+    root = tmp_path / "runs"
+    code = cli.main(["run", "lth_lenet300", *SMOKE, "-b", SYNTHETIC["imp"], "--root", str(root)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "level_01: out of memory on cpu with 3 networks" in err and "TrainConfig.eval_batch_size" in err
+    assert [p.name for p in root.glob("lth_lenet300/*/done/*")] == ["level_00"]  # the finished job stays
 
 
 def test_dry_run_says_what_would_run_and_creates_nothing(tmp_path, capsys):

@@ -63,6 +63,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+class OutOfMemory(RuntimeError):
+    """A training job did not fit the device's memory; the message names the job, its stack and what to
+    lower. The jobs finished before it stay in the run folder (a rerun resumes)."""
+
+
 @dataclass
 class Job:
     """One unit of work with its own done marker.
@@ -261,7 +266,16 @@ class Runner:
                     begun = True
                     ctx.run.begin_process(device=str(ctx.device))
                     ctx.run.write_manifest(seed=ctx.config.seed, device=str(ctx.device), **self.kind.manifest(ctx))
-                self._train(job, key)
+                try:
+                    self._train(job, key)
+                except torch.cuda.OutOfMemoryError as err:
+                    raise OutOfMemory(
+                        f"{ctx.config.experiment} {key}: out of memory on {ctx.device} with {len(job.members)} "
+                        f"networks in one stack (training batch {job.train_cfg.batch_size}, evaluation "
+                        f"{job.train_cfg.eval_batch_size} images at a time). Lower TrainConfig.eval_batch_size "
+                        f"(memory only: the run folder stays the same) or free the device (other processes on "
+                        f"it hold memory); finished jobs stay in the run folder and a rerun resumes "
+                        f"from them") from err
                 trained.append(key)
             ctx.run.wait_for_writes()
             metrics = ctx.run.read_metrics()
