@@ -1,11 +1,12 @@
 """How long a planned experiment would take on this device, measured rather than guessed (``--dry-run``).
 
 For each training job whose networks can be built before anything has run (level 0 of IMP, every job of
-the strong kinds), two training steps of its stack (one where the warm-up took over a second) are timed after one warm-up step, eagerly (no CUDA
-graphs, no compilation: on a GPU the estimate is an upper bound, often by 2-5x), once per distinct stack
-(parameter shapes, batch size, precision): jobs that differ only in their masks share the measurement
-(pruning at initialisation: one job per method, the same stack). A job that starts from an
-earlier job's result (IMP's later levels) takes the time per network-step of the last job measured.
+the strong kinds), two training steps of its stack (one where the warm-up took over a second) are timed
+after one warm-up step, eagerly (no CUDA graphs, no compilation: on a GPU the estimate is an upper bound,
+often by 2-5x), once per distinct stack (parameter shapes, batch size, precision): jobs that differ only
+in their masks share the measurement (pruning at initialisation: one job per method, the same stack). A
+job that starts from an earlier job's result (IMP's later levels) takes the time per network-step of the
+last job measured.
 Evaluation is counted as forward passes over the validation and test sets at a third of a training
 step's cost per example, every ``eval_every`` iterations.
 """

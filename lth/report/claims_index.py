@@ -28,12 +28,12 @@ import pandas as pd
 
 from lth.paths import workspace
 from lth.report.page import KNOWN_VERDICTS, ClaimsError, read_claims
+from lth.results.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 CLAIMS_BEGIN, CLAIMS_END = "<!-- claims:begin -->", "<!-- claims:end -->"
 PROFILE = "paper"                     # the committed results: figures/<PROFILE>/<notebook>/claims.csv
 CAUSES_COLUMNS = ("notebook", "claim", "paper", "cause")
 NO_CAUSE = "cause not established"
-MISS, REPRODUCED = "not reproduced", "reproduced"
 MAX_CAUSE = 260                       # characters of a cause shortened from a detail, at most
 
 
@@ -42,7 +42,7 @@ def figures_dir() -> Path:
 
 
 def causes_path() -> Path:
-    return workspace() / "figures" / PROFILE / "causes.csv"
+    return figures_dir() / PROFILE / "causes.csv"
 
 
 def doc_path() -> Path:
@@ -98,7 +98,7 @@ def miss_cause(row: pd.Series, causes: pd.DataFrame) -> str:
 def unused_causes(claims: pd.DataFrame, causes: pd.DataFrame) -> pd.DataFrame:
     """The rows of `causes` that match no "not reproduced" row of `claims` (stale: the claim was re-judged,
     reworded or removed)."""
-    misses = claims[claims["verdict"] == MISS]
+    misses = claims[claims["verdict"] == NOT_REPRODUCED]
     used = [any(_matches(cause, row) for _, row in misses.iterrows()) for _, cause in causes.iterrows()]
     return causes[[not u for u in used]]
 
@@ -140,7 +140,7 @@ def short_cause(detail: str, verdict: str) -> str:
     sample = [i for i, s in enumerate(segments) if s.startswith("n = ")]
     if sample:
         last = sample[-1]
-        tail = segments[last:] if verdict == "inconclusive" else (segments[last + 1:] or segments[last:])
+        tail = segments[last:] if verdict == INCONCLUSIVE else (segments[last + 1:] or segments[last:])
         return _clip("; ".join(tail))
     rest = [s for s in segments if not _CONTEXT.match(s)] or segments or [""]
     return _clip(_SENTENCE_END.split(rest[0])[0])
@@ -170,7 +170,7 @@ def cause_of(row: pd.Series, causes: pd.DataFrame) -> str:
     """The cause column of one claim row (see the module docstring)."""
     if row["verdict"] == REPRODUCED:
         return ""
-    if row["verdict"] == MISS:
+    if row["verdict"] == NOT_REPRODUCED:
         return miss_cause(row, causes)
     return short_cause(row["detail"], row["verdict"])
 
