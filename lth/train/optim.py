@@ -30,7 +30,8 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
                   masks: Sequence[torch.Tensor | None], lr: torch.Tensor, compile: bool = False) -> None:
     """One step of ``optimizer``'s rule (Adam or SGD, its hyperparameters from its first param group) on
     ``params`` (leaf tensors with ``.grad``; those without a gradient are skipped), each gradient first
-    multiplied by its mask (same shape as the parameter, 0/1; None: unmasked). ``lr``: a 0-dim tensor
+    multiplied by its mask (same shape as the parameter, 0/1 or bool: `NetworkStack.gradient_masks` are bool,
+    a byte per weight for the update to read; None: unmasked). ``lr``: a 0-dim tensor
     on the parameters' device (a captured CUDA graph reads it; a Python float would be baked in).
     ``compile``: run the torch.compile'd update (one compilation per architecture and optimiser).
     Raises TypeError for an optimiser other than torch.optim.Adam or torch.optim.SGD."""

@@ -70,6 +70,7 @@ class TrainStep:
         self.autocast = precision == "bf16"
         self.compile = compile
         self.losses = compiled(stacked_losses) if compile else stacked_losses
+        self.indexed_losses = compiled(indexed_losses) if compile else indexed_losses
         self.per_epoch = steps_per_epoch(len(data.train), batch_size)
         self.epoch, self.batches, self.lrs = None, None, None
         device = stack.device
@@ -123,22 +124,26 @@ class TrainStep:
 
     def _body(self, k: int) -> None:
         self.optimizer.zero_grad(set_to_none=True)  # inside a graph: fresh gradients, never accumulated
-        idx = self.plan[k]
-        x = self.x if self.data.augment else self.data.train.x[idx]
-        y = self.data.train.y[idx]
-        if self.replica is not None:
-            rank, world = self.replica
-            x, y = x[:, rank::world], y[:, rank::world]
-        total, losses = self.losses(self.stack.template, self.stack.params, self.stack.buffers, x, y, self.autocast)
-        total.backward(self.one)  # networks are independent: each gets its own gradient
-        if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
-            losses = _all_mean([losses] + [p.grad for p in self.stack.params.values() if p.grad is not None])[0]
-        self.stack.before_update()
+        stack, idx = self.stack, self.plan[k]
+        if self.data.augment or self.replica is not None:
+            x = self.x if self.data.augment else self.data.train.x[idx]
+            y = self.data.train.y[idx]
+            if self.replica is not None:
+                rank, world = self.replica
+                x, y = x[:, rank::world], y[:, rank::world]
+            total, losses = self.losses(stack.template, stack.params, stack.buffers, x, y, self.autocast)
+            total.backward(self.one)  # networks are independent: each gets its own gradient
+            if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
+                losses = _all_mean([losses] + [p.grad for p in stack.params.values() if p.grad is not None])[0]
+            self.running += losses
+        else:  # the batch gather and the running loss inside the (compiled) loss: fewer kernels per step
+            self.indexed_losses(stack.template, stack.params, stack.buffers, self.data.train.x, self.data.train.y,
+                                idx, self.running, self.autocast).backward(self.one)
+        stack.before_update()
         # step k's slot of the plan: a captured step keeps reading that address
-        names = list(self.stack.params)
-        masked_update(self.optimizer, [self.stack.params[n] for n in names], [self.stack.masks.get(n) for n in names],
+        names = list(stack.params)
+        masked_update(self.optimizer, [stack.params[n] for n in names], [stack.gradient_masks.get(n) for n in names],
                       self.lr_plan[k], compile=self.compile)
-        self.running += losses
 
     def _capture(self, count: int) -> None:
         torch.cuda.synchronize()
@@ -169,6 +174,17 @@ def stacked_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], b
     logits = stacked_logits(template, params, buffers, x, autocast)
     losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
     return losses.sum(), losses.detach()
+
+
+def indexed_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                   x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, running: torch.Tensor,
+                   autocast: bool) -> torch.Tensor:
+    """`stacked_losses` of the batches ``x[idx]``, ``y[idx]`` (``idx``: (M, B) example indices into a
+    whole split), adding each network's loss to ``running`` ((M,), in place); returns the sum over
+    networks to call backward on. Compiled, the label gather and the running sum fuse into the loss."""
+    total, losses = stacked_losses(template, params, buffers, x[idx], y[idx], autocast)
+    running.add_(losses)
+    return total
 
 
 @functools.cache

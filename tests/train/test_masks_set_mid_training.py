@@ -68,6 +68,11 @@ def test_density_refuses_to_report_a_mask_its_weights_do_not_follow():
 def test_setting_a_mask_updates_the_tensors_a_captured_step_reads():
     stack = _stack()
     before = {n: stack.masks[n] for n in stack.kinds}
+    before_bool = dict(stack.gradient_masks)
     stack.set_masks(_half_masks(stack))
     for name, mask in before.items():
         assert stack.masks[name] is mask, f"{name}: set_masks replaced the mask tensor (a CUDA graph keeps the old one)"
+        keep = stack.gradient_masks[name]
+        assert keep is before_bool[name], f"{name}: set_masks replaced the bool mask the update reads"
+        assert keep.dtype == torch.bool and keep.stride() == stack.params[name].stride()
+        assert torch.equal(keep, mask != 0), f"{name}: the bool mask the update reads differs from the mask"

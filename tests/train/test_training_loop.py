@@ -219,3 +219,34 @@ def test_stacked_matrix_gradients_arrive_in_their_weights_layout(synthetic):
     total.backward()
     assert arrived == {name: param.stride() for name, param in stack.params.items()}
     assert stack.masks["fc.0.weight"].stride() == stack.params["fc.0.weight"].stride()  # one kernel masks them all
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_train_step_equals_a_plain_pytorch_loop(synthetic, compile):
+    """TrainStep (batch gather and running loss inside the loss, the update reading bool masks) gives
+    the weights and losses of the textbook loop: gather the batch, backward, mask the gradient,
+    torch.optim.Adam.step."""
+    from lth.data import batch_indices
+    from lth.train.step import TrainStep, make_optimizer, stacked_losses
+    cfg, seeds, steps = CONFIGS["adam_wd"], [5, 6], 4
+    stack, reference = make_stack([1, 2]), make_stack([1, 2])
+    for s in (stack, reference):
+        s.set_masks(half_masks(s))
+    step = TrainStep(stack, synthetic, make_optimizer(list(stack.params.values()), cfg), seeds, cfg.batch_size,
+                     graphed=False, compile=compile)
+    step.run(0, [cfg.lr] * steps)
+    adam = torch.optim.Adam(list(reference.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    running = torch.zeros(2)
+    for i in range(steps):
+        idx = batch_indices(len(synthetic.train), cfg.batch_size, seeds, i)
+        adam.zero_grad()
+        total, losses = stacked_losses(reference.template, reference.params, reference.buffers,
+                                       synthetic.train.x[idx], synthetic.train.y[idx], False)
+        total.backward()
+        for name, mask in reference.masks.items():
+            reference.params[name].grad.mul_(mask)
+        adam.step()
+        running += losses
+    for name in stack.params:
+        torch.testing.assert_close(stack.params[name], reference.params[name], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(step.take_running_loss(), running)
