@@ -1,12 +1,16 @@
 """GPU probe (not a benchmark): where a LeNet-300-100 stack's step and evaluation time goes on the
 GPU. Prints graph-replayed rates, evaluation with and without TrainConfig.compile, the kernels of
 one training step and one evaluation (torch.profiler, eager launches, device time per kernel), and
-the step rate under other torch.compile modes. With --layouts, stacked conv nets' steps with
-activations and conv weights in channels-last memory order against the default (under vmap a
-stack's convolutions are grouped convolutions over (B, M*C, H, W); stored in (B, H, W, M, C) order
-they run as NHWC convolutions, and their outputs keep that order).
+the step rate under other torch.compile modes. With --whole-step, the step as one compiled function
+(forward, backward by torch.func.grad, masked update) against lth's TrainStep. With --conv-profile,
+stacked conv nets (bf16, compiled): rate, FLOP/s and the kernels of one step, in the default layout
+and (--layouts) with conv weights and activations in channels-last order and batch norm as plain ops
+(under vmap a stack's convolutions are grouped convolutions over (B, M*C, H, W); stored in
+(B, H, W, M, C) order they are NHWC convolutions, which cuDNN runs without transposing).
 
-    python benchmarks/gpu_probe.py [--stack 20] [--modes max-autotune-no-cudagraphs] [--layouts conv2 resnet20]
+    python benchmarks/gpu_probe.py [--stack 20] [--modes max-autotune-no-cudagraphs]
+    python benchmarks/gpu_probe.py --whole-step --stack 1 20
+    python benchmarks/gpu_probe.py --conv-profile resnet20 conv2 --layouts default channels_last
 
 Earlier findings of this probe (REPRODUCIBILITY.md, Performance): evaluating on a second stream
 while training did not pay (28.2 ms per 100 steps + evaluation vs 27.2 ms serial); compiled code
@@ -55,19 +59,23 @@ def kernel_table(fn, repeats: int, title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", type=int, default=20)
+    parser.add_argument("--stack", type=int, nargs="+", default=[20])
     parser.add_argument("--eval-batch", type=int, default=10000)
     parser.add_argument("--modes", nargs="*", default=["max-autotune-no-cudagraphs"],
                         help="other torch.compile modes to time the training step with")
-    parser.add_argument("--layouts", nargs="*", default=[], choices=["conv2", "resnet20"],
-                        help="time these conv stacks with and without channels-last layouts, then stop")
+    parser.add_argument("--conv-profile", nargs="*", default=[], choices=["conv2", "resnet20"],
+                        help="profile these conv stacks (bf16, compiled), then stop")
+    parser.add_argument("--layouts", nargs="+", default=["default"], choices=["default", "channels_last"])
+    parser.add_argument("--whole-step", action="store_true", help="time the whole step compiled as one, then stop")
     args = parser.parse_args()
-    if args.layouts:
-        return layouts(args.layouts, args.stack)
+    if args.conv_profile:
+        return conv_profile(args.conv_profile, args.stack[0], args.layouts)
+    if args.whole_step:
+        return whole_step(args.stack)
     dev = torch.device("cuda")
     print(torch.__version__, torch.cuda.get_device_name(), flush=True)
     mnist = load_splits("mnist").to(dev)
-    M = args.stack
+    M = args.stack[0]
 
     def make(compile: bool, graphed: bool = True):
         stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
@@ -110,48 +118,152 @@ def main() -> None:
                   f"({100 / t_train:.0f} steps/s)", flush=True)
 
 
-def channels_last_stacked(t: torch.Tensor) -> torch.Tensor:
-    """(M, B, C, H, W) or (M, O, I, kh, kw) stored in (B, H, W, M, C) / (O, kh, kw, M, I) order."""
-    return t.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)
+def whole_step(stacks: list[int]) -> None:
+    """LeNet-300-100 (tf32, graphs): lth's TrainStep against the same step as one torch.compile'd function
+    (forward, backward by torch.func.grad, the masked Adam update, the running loss): rate and kernels."""
+    from lth.train.optim import _adam, _adam_state
+    from lth.train.step import stacked_losses
+
+    def fused(template, params, buffers, masks, states, x, y, lr, running, hyper):
+        grads, losses = torch.func.grad(lambda p: stacked_losses(template, p, buffers, x, y, False), has_aux=True)(params)
+        _adam(list(params.values()), [grads[k] for k in params], masks, *states, lr, *hyper)
+        running.add_(losses)
+
+    compiled_fused = torch.compile(fused, dynamic=False, options={"combo_kernels": True})
+
+    class WholeStep(TrainStep):
+        def _body(self, k):
+            opt, names, idx = self.optimizer, list(self.stack.params), self.plan[k]
+            state = [_adam_state(opt, self.stack.params[n]) for n in names]
+            compiled_fused(self.stack.template, {n: self.stack.params[n].detach() for n in names}, self.stack.buffers,
+                           [self.stack.gradient_masks[n] for n in names],
+                           ([s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state]),
+                           self.data.train.x[idx], self.data.train.y[idx], self.lr_plan[k], self.running,
+                           (*opt.param_groups[0]["betas"], opt.param_groups[0]["eps"], 0.0))
+
+    dev = torch.device("cuda")
+    mnist = load_splits("mnist").to(dev)
+    with matmul_precision("tf32"):
+        for M in stacks:
+            for name, kind in (("TrainStep", TrainStep), ("whole step", WholeStep)):
+                for graphed in (True, False):
+                    stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
+                    step = kind(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()), list(range(M)),
+                                60, graphed, chunk=100, precision="tf32", compile=True)
+                    step.run(0, [1e-3] * 300)
+                    if graphed:
+                        done = [300]
+
+                        def hundred():
+                            step.run(done[0], [1e-3] * 100)
+                            done[0] += 100
+                        t = timed(hundred, 30)
+                        print(f"{name} M={M}: {100 / t:,.0f} steps/s", flush=True)
+                    else:
+                        kernel_table(lambda: step.run(0, [1e-3]), 20, f"{name} M={M}, one step")
 
 
-def layouts(workloads: list[str], M: int) -> None:
-    from benchmarks.throughput import WORKLOADS
+class ExplicitBatchNorm2d(torch.nn.BatchNorm2d):
+    """nn.BatchNorm2d's training and evaluation arithmetic as plain tensor ops (vmapped batch norm refuses
+    channels-last inputs), in fp32 as lth.nets.models.BatchNorm2d."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+        if self.training:
+            mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach() * (n / (n - 1)), self.momentum)
+                self.num_batches_tracked.add_(1)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = torch.rsqrt(var + self.eps) * (self.weight if self.affine else 1)
+        shift = (self.bias if self.affine else 0) - mean * scale
+        return x * scale[:, None, None] + shift[:, None, None]
+
+
+def explicit_batch_norm(module: torch.nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            setattr(module, name, ExplicitBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                                      device="meta"))
+        else:
+            explicit_batch_norm(child)
+
+
+def channels_last(stack: NetworkStack, step: TrainStep) -> None:
+    """Each network's conv weights (M, O, I, kh, kw) stored as (M, O, kh, kw, I) (the grouped conv's
+    (M*O, I, kh, kw) weight is then a channels-last view), inputs (M, B, C, H, W) stored as (B, H, W, M, C)
+    (its (B, M*C, H, W) input is NHWC), batch norm as explicit ops; masks and optimiser state follow."""
+    explicit_batch_norm(stack.template)
+    masks = dict(stack.masks)
+    stack.params = {k: v.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).requires_grad_(True)
+                    if v.dim() == 5 else v for k, v in stack.params.items()}
+    stack.masks, stack.gradient_masks = {}, {}
+    stack.set_masks(masks)
+    step.optimizer.param_groups[0]["params"] = list(stack.params.values())
+    step.optimizer.state.clear()
+    losses = step.losses
+    step.losses = lambda t, p, b, x, y, a: losses(t, p, b, x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2), y, a)
+
+
+def conv_step(workload: str, data, M: int, graphed: bool, layout: str = "default"):
+    from side_by_side import WORKLOADS
+    model_name, _, batch, opt_name, lr = WORKLOADS[workload]
+    stack = NetworkStack.build(lambda s: build_model(model_name, (3, 32, 32), 10, seed=s), list(range(M)), data.train.x.device)
+    stack.set_masks({n: (torch.rand(m.shape, device=m.device) < 0.5).float() for n, m in stack.masks.items()})
+    cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9, weight_decay=1e-4 if opt_name == "sgd" else 0)
+    step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg), list(range(M)), batch, graphed,
+                     chunk=100, precision="bf16", compile=True)
+    if layout == "channels_last":
+        channels_last(stack, step)
+    return stack, step, batch, lr
+
+
+def conv_rate(step: TrainStep, lr: float) -> tuple[float, float]:
+    """(steps/s over >= 2 s of graph replays, seconds of warm-up + compilation + capture)."""
+    start = time.perf_counter()
+    step.run(0, [lr] * 200)
+    torch.cuda.synchronize()
+    warm = time.perf_counter() - start
+    done = [200]
+
+    def hundred():
+        step.run(done[0], [lr] * 100)
+        done[0] += 100
+    repeats = max(2, int(2.0 / timed(hundred, 1)))
+    return 100 / timed(hundred, repeats), warm
+
+
+def conv_profile(workloads: list[str], M: int, layouts: list[str]) -> None:
+    """Rate, FLOP/s and the kernels of one step of stacked conv nets (bf16, compiled) in each layout.
+    FLOPs: 3x the forward pass's (torch's FlopCounterMode counts a grouped convolution's backward as if
+    it were not grouped, M times too many)."""
+    from torch.utils.flop_counter import FlopCounterMode
     dev = torch.device("cuda")
     data = load_splits("synthetic", synthetic_shape=(3, 32, 32), synthetic_sizes=(45000, 5000, 10000)).to(dev)
-    for workload in workloads:
-        model_name, _, batch, opt_name, lr = WORKLOADS[workload]
-        for compile in (False, True):
-            for channels_last in (False, True):
-                stack = NetworkStack.build(lambda s: build_model(model_name, (3, 32, 32), 10, seed=s), list(range(M)), dev)
-                if channels_last:
-                    stack.params = {k: channels_last_stacked(v.detach()).requires_grad_(True) if v.dim() == 5 else v
-                                    for k, v in stack.params.items()}
-                    stack.set_masks(dict(stack.masks))  # masks in their weights' layout
-                cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9)
-                step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg), list(range(M)),
-                                 batch, True, chunk=100, precision="bf16", compile=compile)
-                if channels_last:
-                    losses = step.losses
-                    step.losses = lambda t, p, b, x, y, a: losses(t, p, b, channels_last_stacked(x), y, a)
-                with matmul_precision("bf16"):
-                    start = time.perf_counter()
-                    try:
-                        step.run(0, [lr] * 200)
-                    except RuntimeError as error:  # vmapped batch norm refuses channels-last inputs
-                        print(f"{workload} M={M} bf16 compile={compile} channels_last={channels_last}: "
-                              f"{str(error).splitlines()[0]}", flush=True)
-                        continue
-                    torch.cuda.synchronize()
-                    warm = time.perf_counter() - start
-                    done = [200]
-
-                    def hundred():
-                        step.run(done[0], [lr] * 100)
-                        done[0] += 100
-                    t = timed(hundred, 3)
-                print(f"{workload} M={M} bf16 compile={compile} channels_last={channels_last}: "
-                      f"{100 / t:.1f} steps/s ({100 * M / t:.0f} network-it/s); warm-up + capture {warm:.0f} s", flush=True)
+    with matmul_precision("bf16"):
+        for workload in workloads:
+            for layout in layouts:
+                stack, step, batch, lr = conv_step(workload, data, M, True, layout)
+                try:
+                    rate, warm = conv_rate(step, lr)
+                except RuntimeError as error:
+                    print(f"{workload} M={M} {layout}: {str(error).splitlines()[0]}", flush=True)
+                    continue
+                x = data.train.x[step.plan[0]]  # one step's (M, B, 3, 32, 32) batch
+                with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                    step.losses(stack.template, stack.params, stack.buffers, x, data.train.y[step.plan[0]], True)
+                flops = 3 * counter.get_total_flops()
+                print(f"{workload} bf16 M={M} {layout}: {rate:,.1f} steps/s ({rate * M:,.0f} network-it/s, "
+                      f"{rate * M * batch:,.0f} images/s), {flops / 1e9:.0f} GFLOP per step (3x forward) -> "
+                      f"{flops * rate / 1e12:.1f} TFLOP/s; warm-up + compile {warm:.0f} s", flush=True)
+                _, eager, _, _ = conv_step(workload, data, M, False, layout)
+                eager.run(0, [lr] * 3)
+                kernel_table(lambda: eager.run(0, [lr]), 5, f"{workload} bf16 M={M} {layout}, one step")
+                del stack, step, eager
+                torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
