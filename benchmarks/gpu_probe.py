@@ -1,5 +1,5 @@
 """GPU probe (not a benchmark): where a LeNet-300-100 stack's step and evaluation time goes on the
-GPU. Prints graph-replayed rates, evaluation with and without TrainConfig.compile, the kernels of
+GPU (all weights kept). Prints graph-replayed rates, evaluation with and without TrainConfig.compile, the kernels of
 one training step and one evaluation (torch.profiler, eager launches, device time per kernel), and
 the step rate under other torch.compile modes. With --whole-step, the step as one compiled function
 (forward, backward by torch.func.grad, masked update) against lth's TrainStep. With --conv-profile,
@@ -62,14 +62,16 @@ def main() -> None:
     parser.add_argument("--stack", type=int, nargs="+", default=[20])
     parser.add_argument("--eval-batch", type=int, default=10000)
     parser.add_argument("--modes", nargs="*", default=["max-autotune-no-cudagraphs"],
-                        help="other torch.compile modes to time the training step with")
+                        help="other torch.compile modes for the loss (forward and backward; the update keeps its own)")
     parser.add_argument("--conv-profile", nargs="*", default=[], choices=["conv2", "resnet20"],
                         help="profile these conv stacks (bf16, compiled), then stop")
     parser.add_argument("--layouts", nargs="+", default=["default"], choices=["default", "channels_last"])
     parser.add_argument("--whole-step", action="store_true", help="time the whole step compiled as one, then stop")
     args = parser.parse_args()
     if args.conv_profile:
-        return conv_profile(args.conv_profile, args.stack[0], args.layouts)
+        for M in args.stack:
+            conv_profile(args.conv_profile, M, args.layouts)
+        return
     if args.whole_step:
         return whole_step(args.stack)
     dev = torch.device("cuda")
@@ -129,28 +131,38 @@ def whole_step(stacks: list[int]) -> None:
         _adam(list(params.values()), [grads[k] for k in params], masks, *states, lr, *hyper)
         running.add_(losses)
 
-    compiled_fused = torch.compile(fused, dynamic=False, options={"combo_kernels": True})
+    variants = {"whole step": {"combo_kernels": True},
+                "whole step, max-autotune": {"combo_kernels": True, "max_autotune": True, "triton.cudagraphs": False}}
 
-    class WholeStep(TrainStep):
-        def _body(self, k):
-            opt, names, idx = self.optimizer, list(self.stack.params), self.plan[k]
-            state = [_adam_state(opt, self.stack.params[n]) for n in names]
-            compiled_fused(self.stack.template, {n: self.stack.params[n].detach() for n in names}, self.stack.buffers,
-                           [self.stack.gradient_masks[n] for n in names],
-                           ([s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state]),
-                           self.data.train.x[idx], self.data.train.y[idx], self.lr_plan[k], self.running,
-                           (*opt.param_groups[0]["betas"], opt.param_groups[0]["eps"], 0.0))
+    def whole(options):
+        compiled_fused = torch.compile(fused, dynamic=False, options=options)
+
+        class WholeStep(TrainStep):
+            def _body(self, k):
+                opt, names, idx = self.optimizer, list(self.stack.params), self.plan[k]
+                state = [_adam_state(opt, self.stack.params[n]) for n in names]
+                compiled_fused(self.stack.template, {n: self.stack.params[n].detach() for n in names}, self.stack.buffers,
+                               [self.stack.gradient_masks.get(n) for n in names],
+                               ([s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state]),
+                               self.data.train.x[idx], self.data.train.y[idx], self.lr_plan[k], self.running,
+                               (*opt.param_groups[0]["betas"], opt.param_groups[0]["eps"], 0.0))
+        return WholeStep
 
     dev = torch.device("cuda")
     mnist = load_splits("mnist").to(dev)
     with matmul_precision("tf32"):
         for M in stacks:
-            for name, kind in (("TrainStep", TrainStep), ("whole step", WholeStep)):
+            kinds = {"TrainStep": TrainStep, **{name: whole(options) for name, options in variants.items()}}
+            for name, kind in kinds.items():
                 for graphed in (True, False):
                     stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
+                    stack.set_masks({n: (torch.rand(m.shape, device=dev) < 0.5).float() for n, m in stack.masks.items()})
                     step = kind(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()), list(range(M)),
                                 60, graphed, chunk=100, precision="tf32", compile=True)
+                    start = time.perf_counter()
                     step.run(0, [1e-3] * 300)
+                    torch.cuda.synchronize()
+                    warm = time.perf_counter() - start
                     if graphed:
                         done = [300]
 
@@ -158,9 +170,11 @@ def whole_step(stacks: list[int]) -> None:
                             step.run(done[0], [1e-3] * 100)
                             done[0] += 100
                         t = timed(hundred, 30)
-                        print(f"{name} M={M}: {100 / t:,.0f} steps/s", flush=True)
+                        stack.check_masks()
+                        print(f"lenet300 tf32 M={M} {name}: {100 / t:,.0f} steps/s, warm-up + compile {warm:.1f} s, "
+                              f"loss finite {bool(torch.isfinite(step.take_running_loss()).all())}", flush=True)
                     else:
-                        kernel_table(lambda: step.run(0, [1e-3]), 20, f"{name} M={M}, one step")
+                        kernel_table(lambda: step.run(0, [1e-3]), 20, f"lenet300 tf32 M={M} {name}, one step")
 
 
 class ExplicitBatchNorm2d(torch.nn.BatchNorm2d):
@@ -205,7 +219,15 @@ def channels_last(stack: NetworkStack, step: TrainStep) -> None:
     step.optimizer.param_groups[0]["params"] = list(stack.params.values())
     step.optimizer.state.clear()
     losses = step.losses
-    step.losses = lambda t, p, b, x, y, a: losses(t, p, b, x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2), y, a)
+
+    def channels_last_losses(template, params, buffers, x, y, autocast):
+        return losses(template, params, buffers, x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2), y, autocast)
+
+    def channels_last_indexed(template, params, buffers, x, y, idx, running, autocast):
+        total, each = channels_last_losses(template, params, buffers, x[idx], y[idx], autocast)
+        running.add_(each)
+        return total
+    step.losses, step.indexed_losses = channels_last_losses, channels_last_indexed
 
 
 def conv_step(workload: str, data, M: int, graphed: bool, layout: str = "default"):
@@ -237,7 +259,8 @@ def conv_rate(step: TrainStep, lr: float) -> tuple[float, float]:
 
 
 def conv_profile(workloads: list[str], M: int, layouts: list[str]) -> None:
-    """Rate, FLOP/s and the kernels of one step of stacked conv nets (bf16, compiled) in each layout.
+    """Rate, peak memory, FLOP/s and the kernels of one step of stacked conv nets (bf16, compiled, synthetic
+    CIFAR-shaped data without augmentation, masks at density 0.5) in each layout.
     FLOPs: 3x the forward pass's (torch's FlopCounterMode counts a grouped convolution's backward as if
     it were not grouped, M times too many)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -258,12 +281,14 @@ def conv_profile(workloads: list[str], M: int, layouts: list[str]) -> None:
                 flops = 3 * counter.get_total_flops()
                 print(f"{workload} bf16 M={M} {layout}: {rate:,.1f} steps/s ({rate * M:,.0f} network-it/s, "
                       f"{rate * M * batch:,.0f} images/s), {flops / 1e9:.0f} GFLOP per step (3x forward) -> "
-                      f"{flops * rate / 1e12:.1f} TFLOP/s; warm-up + compile {warm:.0f} s", flush=True)
+                      f"{flops * rate / 1e12:.1f} TFLOP/s; warm-up + compile {warm:.0f} s; peak "
+                      f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
                 _, eager, _, _ = conv_step(workload, data, M, False, layout)
                 eager.run(0, [lr] * 3)
                 kernel_table(lambda: eager.run(0, [lr]), 5, f"{workload} bf16 M={M} {layout}, one step")
                 del stack, step, eager
                 torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ COLUMNS = ["workload", "method", "precision", "networks", "batch", "steps_per_s"
            "images_per_s", "vs_conventional", "vs_single_loop", "vs_jax_idiom", "peak_gib", "note"]
 JAX_PRECISION = {"default": "tf32", "highest": "fp32"}  # the lth precision each JAX setting is compared with
 CONVENTIONAL, SINGLE, JAX, LTH = ("conventional loop", "best single-network loop", "JAX idiom jit(scan(vmap))",
-                                  "lth, compiled + CUDA graphs")
+                                  "lth stack (compile and CUDA graphs: see the header)")
 
 
 # ---- the measurements --------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def test_side_by_side_measures_every_reference_for_every_workload(smoke_table):
     for workload in ("lenet300", "conv2", "resnet20"):
         assert (workload, "conventional loop") in methods
         assert (workload, "best single-network loop") in methods
-        assert (workload, "lth, compiled + CUDA graphs") in methods
+        assert (workload, "lth stack (compile and CUDA graphs: see the header)") in methods
     failed = [r for r in rows if r["note"]]
     assert not failed, failed
     assert all(float(r["steps_per_s"]) > 0 for r in rows)
