@@ -120,39 +120,42 @@ def main() -> None:
                   f"({100 / t_train:.0f} steps/s)", flush=True)
 
 
-def whole_step(stacks: list[int]) -> None:
-    """LeNet-300-100 (tf32, graphs): lth's TrainStep against the same step as one torch.compile'd function
-    (forward, backward by torch.func.grad, the masked Adam update, the running loss): rate and kernels."""
-    from lth.train.optim import _adam, _adam_state
+def _fused_step(template, params, buffers, masks, states, x, y, lr, running, hyper):
+    """Forward, backward (torch.func.grad), the masked Adam update and the running loss as one function."""
+    from lth.train.optim import _adam
     from lth.train.step import stacked_losses
+    grads, losses = torch.func.grad(lambda p: stacked_losses(template, p, buffers, x, y, False), has_aux=True)(params)
+    _adam(list(params.values()), [grads[k] for k in params], masks, *states, lr, *hyper)
+    running.add_(losses)
 
-    def fused(template, params, buffers, masks, states, x, y, lr, running, hyper):
-        grads, losses = torch.func.grad(lambda p: stacked_losses(template, p, buffers, x, y, False), has_aux=True)(params)
-        _adam(list(params.values()), [grads[k] for k in params], masks, *states, lr, *hyper)
-        running.add_(losses)
 
+def whole_step_kind(options: dict) -> type:
+    """A TrainStep (Adam, no weight decay, plain data) whose step is `_fused_step` compiled with Inductor ``options``."""
+    from lth.train.optim import _adam_state
+    fused = torch.compile(_fused_step, dynamic=False, options=options)
+
+    class WholeStep(TrainStep):
+        def _body(self, k):
+            opt, names, idx = self.optimizer, list(self.stack.params), self.plan[k]
+            state = [_adam_state(opt, self.stack.params[n]) for n in names]
+            fused(self.stack.template, {n: self.stack.params[n].detach() for n in names}, self.stack.buffers,
+                  [self.stack.gradient_masks.get(n) for n in names],
+                  ([s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state]),
+                  self.data.train.x[idx], self.data.train.y[idx], self.lr_plan[k], self.running,
+                  (*opt.param_groups[0]["betas"], opt.param_groups[0]["eps"], 0.0))
+    return WholeStep
+
+
+def whole_step(stacks: list[int]) -> None:
+    """LeNet-300-100 (tf32, graphs, masks at density 0.5): lth's TrainStep against the same step as one
+    torch.compile'd function, with and without Inductor's max-autotune: rate and kernels."""
     variants = {"whole step": {"combo_kernels": True},
                 "whole step, max-autotune": {"combo_kernels": True, "max_autotune": True, "triton.cudagraphs": False}}
-
-    def whole(options):
-        compiled_fused = torch.compile(fused, dynamic=False, options=options)
-
-        class WholeStep(TrainStep):
-            def _body(self, k):
-                opt, names, idx = self.optimizer, list(self.stack.params), self.plan[k]
-                state = [_adam_state(opt, self.stack.params[n]) for n in names]
-                compiled_fused(self.stack.template, {n: self.stack.params[n].detach() for n in names}, self.stack.buffers,
-                               [self.stack.gradient_masks.get(n) for n in names],
-                               ([s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state]),
-                               self.data.train.x[idx], self.data.train.y[idx], self.lr_plan[k], self.running,
-                               (*opt.param_groups[0]["betas"], opt.param_groups[0]["eps"], 0.0))
-        return WholeStep
-
     dev = torch.device("cuda")
     mnist = load_splits("mnist").to(dev)
     with matmul_precision("tf32"):
         for M in stacks:
-            kinds = {"TrainStep": TrainStep, **{name: whole(options) for name, options in variants.items()}}
+            kinds = {"TrainStep": TrainStep, **{name: whole_step_kind(options) for name, options in variants.items()}}
             for name, kind in kinds.items():
                 for graphed in (True, False):
                     stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
