@@ -6,11 +6,12 @@ the step rate under other torch.compile modes. With --whole-step, the step as on
 stacked conv nets (bf16, compiled): rate, FLOP/s and the kernels of one step, in the default layout
 and (--layouts) with conv weights and activations in channels-last order and batch norm as plain ops
 (under vmap a stack's convolutions are grouped convolutions over (B, M*C, H, W); stored in
-(B, H, W, M, C) order they are NHWC convolutions, which cuDNN runs without transposing).
+(B, H, W, M, C) order they are NHWC convolutions, which cuDNN runs without transposing), or (streams)
+each network as a dense channels-last net on its own CUDA stream.
 
     python benchmarks/gpu_probe.py [--stack 20] [--modes max-autotune-no-cudagraphs]
     python benchmarks/gpu_probe.py --whole-step --stack 1 20
-    python benchmarks/gpu_probe.py --conv-profile resnet20 conv2 --layouts default channels_last
+    python benchmarks/gpu_probe.py --conv-profile resnet20 conv2 --layouts default channels_last streams
 
 Earlier findings of this probe (REPRODUCIBILITY.md, Performance): evaluating on a second stream
 while training did not pay (28.2 ms per 100 steps + evaluation vs 27.2 ms serial); compiled code
@@ -65,7 +66,8 @@ def main() -> None:
                         help="other torch.compile modes for the loss (forward and backward; the update keeps its own)")
     parser.add_argument("--conv-profile", nargs="*", default=[], choices=["conv2", "resnet20"],
                         help="profile these conv stacks (bf16, compiled), then stop")
-    parser.add_argument("--layouts", nargs="+", default=["default"], choices=["default", "channels_last"])
+    parser.add_argument("--layouts", nargs="+", default=["default"], choices=["default", "channels_last", "streams"],
+                        help="streams: each network a dense channels-last net on its own CUDA stream (not vmap)")
     parser.add_argument("--whole-step", action="store_true", help="time the whole step compiled as one, then stop")
     args = parser.parse_args()
     if args.conv_profile:
@@ -209,11 +211,9 @@ def explicit_batch_norm(module: torch.nn.Module) -> None:
             explicit_batch_norm(child)
 
 
-def channels_last(stack: NetworkStack, step: TrainStep) -> None:
-    """Each network's conv weights (M, O, I, kh, kw) stored as (M, O, kh, kw, I) (the grouped conv's
-    (M*O, I, kh, kw) weight is then a channels-last view), inputs (M, B, C, H, W) stored as (B, H, W, M, C)
-    (its (B, M*C, H, W) input is NHWC), batch norm as explicit ops; masks and optimiser state follow."""
-    explicit_batch_norm(stack.template)
+def channels_last_weights(stack: NetworkStack, step: TrainStep) -> None:
+    """Each network's conv weights (M, O, I, kh, kw) stored as (M, O, kh, kw, I): every network's weight
+    is channels-last; masks and the (reset) optimiser follow."""
     masks = dict(stack.masks)
     stack.params = {k: v.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).requires_grad_(True)
                     if v.dim() == 5 else v for k, v in stack.params.items()}
@@ -221,6 +221,61 @@ def channels_last(stack: NetworkStack, step: TrainStep) -> None:
     stack.set_masks(masks)
     step.optimizer.param_groups[0]["params"] = list(stack.params.values())
     step.optimizer.state.clear()
+
+
+def one_network_loss(template: torch.nn.Module, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor,
+                     autocast: bool) -> torch.Tensor:
+    """Mean cross-entropy of one network (its own tensors, no vmap) on its (B, C, H, W) batch."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = torch.func.functional_call(template, (params, buffers), (x,)).float()
+    return torch.nn.functional.cross_entropy(logits, y)
+
+
+class StreamedStep(TrainStep):
+    """Each network's forward (and with it, autograd's backward) as its own dense channels-last network
+    on its own CUDA stream: the single loop's convolution kernels, M of them at once, instead of cuDNN's
+    grouped ones. The update stays one masked_update of the stack. (On a CPU: the same, one after another.)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cuda = self.stack.device.type == "cuda"
+        self.streams = [torch.cuda.Stream(self.stack.device) for _ in range(self.stack.size)] if cuda else None
+        self.one_loss = training.compiled(one_network_loss) if self.compile else one_network_loss
+
+    def _body(self, k: int) -> None:
+        from contextlib import nullcontext
+        from lth.train.optim import masked_update
+        stack, idx = self.stack, self.plan[k]
+        self.optimizer.zero_grad(set_to_none=True)
+        x = self.x if self.data.augment else self.data.train.x[idx]
+        y = self.data.train.y[idx]
+        params = {n: p.unbind(0) for n, p in stack.params.items()}  # one stack of M gradients per tensor
+        buffers = {n: b.unbind(0) for n, b in stack.buffers.items()}
+        main = torch.cuda.current_stream() if self.streams else None
+        losses = []
+        for m in range(stack.size):
+            if self.streams:
+                self.streams[m].wait_stream(main)
+            with torch.cuda.stream(self.streams[m]) if self.streams else nullcontext():
+                losses.append(self.one_loss(stack.template, {n: v[m] for n, v in params.items()},
+                                            {n: v[m] for n, v in buffers.items()},
+                                            x[m].contiguous(memory_format=torch.channels_last), y[m], self.autocast))
+        for stream in self.streams or ():
+            main.wait_stream(stream)
+        losses = torch.stack(losses)
+        losses.sum().backward(self.one)
+        names = list(stack.params)
+        masked_update(self.optimizer, [stack.params[n] for n in names], [stack.gradient_masks.get(n) for n in names],
+                      self.lr_plan[k], compile=self.compile)
+        self.running += losses.detach()
+
+
+def channels_last(stack: NetworkStack, step: TrainStep) -> None:
+    """Each network's conv weights (M, O, I, kh, kw) stored as (M, O, kh, kw, I) (the grouped conv's
+    (M*O, I, kh, kw) weight is then a channels-last view), inputs (M, B, C, H, W) stored as (B, H, W, M, C)
+    (its (B, M*C, H, W) input is NHWC), batch norm as explicit ops; masks and optimiser state follow."""
+    explicit_batch_norm(stack.template)
+    channels_last_weights(stack, step)
     losses = step.losses
 
     def channels_last_losses(template, params, buffers, x, y, autocast):
@@ -239,10 +294,13 @@ def conv_step(workload: str, data, M: int, graphed: bool, layout: str = "default
     stack = NetworkStack.build(lambda s: build_model(model_name, (3, 32, 32), 10, seed=s), list(range(M)), data.train.x.device)
     stack.set_masks({n: (torch.rand(m.shape, device=m.device) < 0.5).float() for n, m in stack.masks.items()})
     cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9, weight_decay=1e-4 if opt_name == "sgd" else 0)
-    step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), cfg), list(range(M)), batch, graphed,
-                     chunk=100, precision="bf16", compile=True)
+    kind = StreamedStep if layout == "streams" else TrainStep
+    step = kind(stack, data, make_optimizer(list(stack.params.values()), cfg), list(range(M)), batch, graphed,
+                chunk=100, precision="bf16", compile=True)
     if layout == "channels_last":
         channels_last(stack, step)
+    elif layout == "streams":
+        channels_last_weights(stack, step)
     return stack, step, batch, lr
 
 
