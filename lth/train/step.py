@@ -139,6 +139,11 @@ class TrainStep:
         else:  # the batch gather and the running loss inside the (compiled) loss: fewer kernels per step
             self.indexed_losses(stack.template, stack.params, stack.buffers, self.data.train.x, self.data.train.y,
                                 idx, self.running, self.autocast).backward(self.one)
+        self._update(k)
+
+    def _update(self, k: int) -> None:
+        """Step k's optimiser update of the whole stack, after backward."""
+        stack = self.stack
         stack.before_update()
         # step k's slot of the plan: a captured step keeps reading that address
         names = list(stack.params)
