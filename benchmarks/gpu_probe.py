@@ -32,6 +32,16 @@ from lth.train.evaluate import evaluate
 from lth.train.step import TrainStep, make_optimizer, matmul_precision
 
 
+def hundred_steps(step: TrainStep, start: int, lr: float):
+    """A function that runs the next 100 steps of ``step`` (from iteration ``start`` on) each time it is called."""
+    done = [start]
+
+    def run():
+        step.run(done[0], [lr] * 100)
+        done[0] += 100
+    return run
+
+
 def timed(fn, repeats: int) -> float:
     fn()
     torch.cuda.synchronize()
@@ -88,18 +98,10 @@ def main() -> None:
         step.run(0, [1e-3] * 300)
         return stack, step
 
-    def hundred_steps(step):
-        done = [300]
-
-        def run():
-            step.run(done[0], [1e-3] * 100)
-            done[0] += 100
-        return run
-
     with matmul_precision("tf32"):
         for compile in (False, True):
             stack, step = make(compile)
-            t_train = timed(hundred_steps(step), 30)
+            t_train = timed(hundred_steps(step, 300, 1e-3), 30)
             evaluator = partial(evaluate, stack, batch_size=args.eval_batch, precision="tf32", compile=compile, graphs={})
             t_eval = timed(lambda: [evaluator(mnist.val), evaluator(mnist.test)], 30)
             print(f"compile={compile} M={M}: 100 steps {t_train * 1e3:.2f} ms ({100 / t_train:.0f} steps/s); "
@@ -117,7 +119,7 @@ def main() -> None:
             start = time.perf_counter()
             _, step = make(compile=True)
             warm = time.perf_counter() - start
-            t_train = timed(hundred_steps(step), 30)
+            t_train = timed(hundred_steps(step, 300, 1e-3), 30)
             print(f"\nmode={mode}: compile + 300 steps {warm:.0f} s; 100 steps {t_train * 1e3:.2f} ms "
                   f"({100 / t_train:.0f} steps/s)", flush=True)
 
@@ -169,12 +171,7 @@ def whole_step(stacks: list[int]) -> None:
                     torch.cuda.synchronize()
                     warm = time.perf_counter() - start
                     if graphed:
-                        done = [300]
-
-                        def hundred():
-                            step.run(done[0], [1e-3] * 100)
-                            done[0] += 100
-                        t = timed(hundred, 30)
+                        t = timed(hundred_steps(step, 300, 1e-3), 30)
                         stack.check_masks()
                         print(f"lenet300 tf32 M={M} {name}: {100 / t:,.0f} steps/s, warm-up + compile {warm:.1f} s, "
                               f"loss finite {bool(torch.isfinite(step.take_running_loss()).all())}", flush=True)
@@ -244,7 +241,6 @@ class StreamedStep(TrainStep):
 
     def _body(self, k: int) -> None:
         from contextlib import nullcontext
-        from lth.train.optim import masked_update
         stack, idx = self.stack, self.plan[k]
         self.optimizer.zero_grad(set_to_none=True)
         x = self.x if self.data.augment else self.data.train.x[idx]
@@ -264,9 +260,7 @@ class StreamedStep(TrainStep):
             main.wait_stream(stream)
         losses = torch.stack(losses)
         losses.sum().backward(self.one)
-        names = list(stack.params)
-        masked_update(self.optimizer, [stack.params[n] for n in names], [stack.gradient_masks.get(n) for n in names],
-                      self.lr_plan[k], compile=self.compile)
+        self._update(k)
         self.running += losses.detach()
 
 
@@ -310,11 +304,7 @@ def conv_rate(step: TrainStep, lr: float) -> tuple[float, float]:
     step.run(0, [lr] * 200)
     torch.cuda.synchronize()
     warm = time.perf_counter() - start
-    done = [200]
-
-    def hundred():
-        step.run(done[0], [lr] * 100)
-        done[0] += 100
+    hundred = hundred_steps(step, 200, lr)
     repeats = max(2, int(2.0 / timed(hundred, 1)))
     return 100 / timed(hundred, repeats), warm
 
