@@ -79,11 +79,7 @@ def main() -> None:
     parser.add_argument("--layouts", nargs="+", default=["default"], choices=["default", "channels_last", "streams"],
                         help="streams: each network a dense channels-last net on its own CUDA stream (not vmap)")
     parser.add_argument("--whole-step", action="store_true", help="time the whole step compiled as one, then stop")
-    parser.add_argument("--input-layer", action="store_true",
-                        help="the fused input-layer update (lth.train.input_layer): its tiles, then steps with and without it")
     args = parser.parse_args()
-    if args.input_layer:
-        return input_layer_probe(args.stack)
     if args.conv_profile:
         for M in args.stack:
             conv_profile(args.conv_profile, M, args.layouts)
@@ -128,50 +124,6 @@ def main() -> None:
                   f"({100 / t_train:.0f} steps/s)", flush=True)
 
 
-def input_layer_probe(stacks: list[int]) -> None:
-    """lth.train.input_layer on LeNet-300-100 stacks: device time of its kernel per tile shape (M=20, tf32),
-    then graph-replayed compiled steps with it and without it (LTH_FUSE_INPUT_LAYER=0), tf32 and fp32,
-    and the kernels of one fused step."""
-    import os
-    from lth.train import input_layer
-    torch._dynamo.config.recompile_limit = 64  # every stack size, precision and variant compiles its own update
-    dev = torch.device("cuda")
-    mnist = load_splits("mnist").to(dev)
-    print(torch.__version__, torch.cuda.get_device_name(), flush=True)
-    g = torch.Generator(device=dev).manual_seed(0)
-    weight = torch.randn(20, 784, 300, device=dev, generator=g).transpose(1, 2) * 0.05
-    state = [weight, torch.zeros_like(weight), torch.zeros_like(weight), torch.rand_like(weight) < 0.5]
-    x, grad_out = torch.randn(20, 60, 784, device=dev), torch.randn(20, 60, 300, device=dev) * 1e-3
-    scalars = torch.tensor([1e-3, 1.0], device=dev)
-    with matmul_precision("tf32"):
-        chosen = input_layer.TILES
-        for tiles in [(32, 64, 4), (16, 128, 4), (32, 128, 4), (64, 64, 4), (32, 32, 2), (16, 64, 2), (64, 128, 8),
-                      (8, 128, 4), (16, 256, 4)]:
-            input_layer.TILES = tiles
-            call = lambda: input_layer.masked_adam_outer(*state, x, grad_out, scalars, 0.9, 0.999, 1e-8, 0.0)
-            print(f"kernel tiles (in, out, warps) {tiles}: {timed(call, 200) * 1e6:.1f} us per call", flush=True)
-        input_layer.TILES = chosen
-    for M in stacks:
-        for precision in ("tf32", "fp32"):
-            for fuse in ("0", "1"):
-                os.environ["LTH_FUSE_INPUT_LAYER"] = fuse
-                stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
-                step = TrainStep(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()),
-                                 list(range(M)), 60, True, chunk=100, precision=precision, compile=True)
-                with matmul_precision(precision):
-                    step.run(0, [1e-3] * 300)
-                    rate = 100 / timed(hundred_steps(step, 300, 1e-3), max(10, 2000 // M))
-                print(f"lenet300 {precision} M={M} fused={fuse == '1'}: {rate:,.0f} steps/s ({rate * M:,.0f} network-it/s)",
-                      flush=True)
-                if precision == "tf32" and fuse == "1":
-                    eager = TrainStep(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()),
-                                      list(range(M)), 60, False, precision=precision, compile=True)
-                    with matmul_precision(precision):
-                        eager.run(0, [1e-3] * 3)
-                        kernel_table(lambda: eager.run(0, [1e-3]), 20, f"lenet300 tf32 M={M} fused, one step")
-    os.environ.pop("LTH_FUSE_INPUT_LAYER")
-
-
 def _fused_step(template, params, buffers, masks, states, x, y, lr, running, hyper):
     """Forward, backward (torch.func.grad), the masked Adam update and the running loss as one function."""
     from lth.train.optim import _adam
@@ -183,13 +135,13 @@ def _fused_step(template, params, buffers, masks, states, x, y, lr, running, hyp
 
 def whole_step_kind(options: dict) -> type:
     """A TrainStep (Adam, no weight decay, plain data) whose step is `_fused_step` compiled with Inductor ``options``."""
-    from lth.train.optim import adam_state
+    from lth.train.optim import _adam_state
     fused = torch.compile(_fused_step, dynamic=False, options=options)
 
     class WholeStep(TrainStep):
         def _body(self, k):
             opt, names, idx = self.optimizer, list(self.stack.params), self.plan[k]
-            state = [adam_state(opt, self.stack.params[n]) for n in names]
+            state = [_adam_state(opt, self.stack.params[n]) for n in names]
             fused(self.stack.template, {n: self.stack.params[n].detach() for n in names}, self.stack.buffers,
                   [self.stack.gradient_masks.get(n) for n in names],
                   ([s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state]),

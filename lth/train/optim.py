@@ -43,7 +43,7 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
     if isinstance(optimizer, torch.optim.Adam):
         if group.get("amsgrad"):
             raise TypeError("masked_update: amsgrad Adam is not supported")
-        state = [adam_state(optimizer, p) for p, _ in live]
+        state = [_adam_state(optimizer, p) for p, _ in live]
         update = _compiled(_adam) if compile else _adam
         beta1, beta2 = group["betas"]
         update(weights, grads, mask_list, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
@@ -86,9 +86,7 @@ def _sgd(weights, grads, masks, buffers, lr, momentum: float, nesterov: bool, we
         p.sub_(lr * g)
 
 
-def adam_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
-    """``optimizer``'s Adam state of ``p`` (``step``: 0-dim float32 on p's device; ``exp_avg``,
-    ``exp_avg_sq``: p's shape and layout), created as zeros on first use."""
+def _adam_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
     state = optimizer.state[p]
     if not state:  # torch.optim.Adam's layout (capturable: the step count on the parameter's device)
         state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 
 from lth.data import DataSplits, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
 from lth.nets.stack import NetworkStack, stacked_forward
-from lth.train import input_layer
 from lth.train.config import TrainConfig
 from lth.train.optim import masked_update
 
@@ -79,10 +78,6 @@ class TrainStep:
         self.lr_plan = torch.zeros(self.chunk, device=device)
         self.x = torch.zeros(stack.size, batch_size, *data.input_shape, device=device) if data.augment else None
         self.running = torch.zeros(stack.size, device=device)  # training loss summed since it was last read
-        plain_batches = not data.augment and replica is None
-        self.input_layer = (input_layer.InputLayerUpdate(stack, optimizer, batch_size)
-                            if input_layer.fusable(stack, optimizer, plain_batches, self.autocast) else None)
-        self.mlp_losses = compiled(mlp_indexed_losses) if compile else mlp_indexed_losses
         self.one = torch.ones((), device=device)  # backward's seed, made once rather than filled every step
 
     def run(self, start: int, lrs: Sequence[float]) -> None:
@@ -141,14 +136,6 @@ class TrainStep:
             if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
                 losses = _all_mean([losses] + [p.grad for p in stack.params.values() if p.grad is not None])[0]
             self.running += losses
-        elif self.input_layer is not None:  # see lth.train.input_layer
-            self.input_layer.before_forward()
-            total, x = self.mlp_losses(stack.params, self.data.train.x, self.data.train.y, idx,
-                                       self.input_layer.probe, self.running)
-            total.backward(self.one)
-            self._update(k)
-            self.input_layer.update(x, self.lr_plan[k], self.compile)
-            return
         else:  # the batch gather and the running loss inside the (compiled) loss: fewer kernels per step
             self.indexed_losses(stack.template, stack.params, stack.buffers, self.data.train.x, self.data.train.y,
                                 idx, self.running, self.autocast).backward(self.one)
@@ -203,31 +190,6 @@ def indexed_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], b
     total, losses = stacked_losses(template, params, buffers, x[idx], y[idx], autocast)
     running.add_(losses)
     return total
-
-
-def mlp_indexed_losses(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-                       probe: torch.Tensor, running: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`indexed_losses` of a stack of `lth.nets.models.FC` nets (Linear+ReLU per hidden layer, then the output
-    Linear; ``params`` as `NetworkStack.params`, weights (M, out, in)) written out as batched matmuls, with the
-    input layer's weight detached and ``probe`` ((M, B, out) zeros) added to its pre-activation, so that
-    backward gives ``probe`` the gradient `lth.train.input_layer` turns into that weight's update.
-    Returns (sum of the networks' losses, the batch ``x[idx]`` flattened to (M, B, in))."""
-    inputs = x[idx].flatten(2)
-    h, layer = inputs, 0
-    while f"fc.{layer}.weight" in params:
-        weight, bias = params[f"fc.{layer}.weight"], params.get(f"fc.{layer}.bias")
-        if layer:
-            h = torch.relu(h)
-        h = torch.bmm(h, (weight.detach() if layer == 0 else weight).transpose(1, 2))
-        if bias is not None:
-            h = h + bias.unsqueeze(1)
-        if layer == 0:
-            h = h + probe
-        layer += 1
-    labels = y[idx]
-    losses = F.cross_entropy(h.flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape).mean(1)
-    running.add_(losses.detach())
-    return losses.sum(), inputs
 
 
 @functools.cache
