@@ -309,12 +309,23 @@ def conv_rate(step: TrainStep, lr: float) -> tuple[float, float]:
     return 100 / timed(hundred, repeats), warm
 
 
+def step_flops(workload: str, data, M: int) -> float:
+    """FLOPs of one step of the stacked workload, 3x its forward pass (counted in the default layout: under
+    vmap, batch norm rejects channels-last inputs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    stack, step, _, _ = conv_step(workload, data, M, False)
+    step._prepare(0, [0.0])
+    idx = step.plan[0]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        step.losses(stack.template, stack.params, stack.buffers, data.train.x[idx], data.train.y[idx], True)
+    return 3 * counter.get_total_flops()
+
+
 def conv_profile(workloads: list[str], M: int, layouts: list[str]) -> None:
     """Rate, peak memory, FLOP/s and the kernels of one step of stacked conv nets (bf16, compiled, synthetic
     CIFAR-shaped data without augmentation, masks at density 0.5) in each layout.
     FLOPs: 3x the forward pass's (torch's FlopCounterMode counts a grouped convolution's backward as if
     it were not grouped, M times too many)."""
-    from torch.utils.flop_counter import FlopCounterMode
     dev = torch.device("cuda")
     data = load_splits("synthetic", synthetic_shape=(3, 32, 32), synthetic_sizes=(45000, 5000, 10000)).to(dev)
     with matmul_precision("bf16"):
@@ -326,10 +337,7 @@ def conv_profile(workloads: list[str], M: int, layouts: list[str]) -> None:
                 except RuntimeError as error:
                     print(f"{workload} M={M} {layout}: {str(error).splitlines()[0]}", flush=True)
                     continue
-                x = data.train.x[step.plan[0]]  # one step's (M, B, 3, 32, 32) batch
-                with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                    step.losses(stack.template, stack.params, stack.buffers, x, data.train.y[step.plan[0]], True)
-                flops = 3 * counter.get_total_flops()
+                flops = step_flops(workload, data, M)
                 print(f"{workload} bf16 M={M} {layout}: {rate:,.1f} steps/s ({rate * M:,.0f} network-it/s, "
                       f"{rate * M * batch:,.0f} images/s), {flops / 1e9:.0f} GFLOP per step (3x forward) -> "
                       f"{flops * rate / 1e12:.1f} TFLOP/s; warm-up + compile {warm:.0f} s; peak "

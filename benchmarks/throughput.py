@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from lth.data import load_splits
 from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model, prunable_weights
+from lth.store.files import git_state
 from lth.train.config import PRECISIONS, TrainConfig
 from lth.train.step import GRAPH_STEPS, TrainStep, make_optimizer, matmul_precision, use_cuda_graphs
 
@@ -235,7 +236,9 @@ def main(argv=None) -> None:
     if args.protocol:
         protocol = time_protocol(device, PROTOCOL + args.binding, args.out)
         print(protocol, flush=True)
+    commit = git_state(Path(__file__).parent)["git_commit"]
     header = (f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}; "
+              f"commit {commit[:7] if commit else 'unknown'}; "
               f"torch {torch.__version__}; CUDA graphs {'on' if use_cuda_graphs(device) else 'off'}")
     table = [header, "", "| workload | method | precision | networks | steps/s | network-it/s | peak GiB | vs conventional |",
              "|---|---|---|---|---|---|---|---|"]
