@@ -79,7 +79,11 @@ def main() -> None:
     parser.add_argument("--layouts", nargs="+", default=["default"], choices=["default", "channels_last", "streams"],
                         help="streams: each network a dense channels-last net on its own CUDA stream (not vmap)")
     parser.add_argument("--whole-step", action="store_true", help="time the whole step compiled as one, then stop")
+    parser.add_argument("--update-scalars", action="store_true",
+                        help="Adam's bias corrections computed once per tensor (lth) against inside the update's kernel, then stop")
     args = parser.parse_args()
+    if args.update_scalars:
+        return update_scalars(args.stack)
     if args.conv_profile:
         for M in args.stack:
             conv_profile(args.conv_profile, M, args.layouts)
@@ -124,12 +128,66 @@ def main() -> None:
                   f"({100 / t_train:.0f} steps/s)", flush=True)
 
 
+@torch.no_grad()
+def _adam_corrections_inline(weights, grads, masks, exp_avgs, exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay):
+    """lth.train.optim's Adam update up to commit 7aebb60: the bias corrections computed in the same
+    compiled function as the update, so Inductor recomputes them (two powers, a square root) for every weight."""
+    for p, g, mask, m, v, step in zip(weights, grads, masks, exp_avgs, exp_avg_sqs, steps):
+        if mask is not None:
+            g = g * mask
+        if weight_decay:
+            g = g + weight_decay * p
+        step.add_(1)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p.sub_((lr / (1 - beta1 ** step)) * m / (v.sqrt() / (1 - beta2 ** step).sqrt() + eps))
+
+
+class CorrectionsInlineStep(TrainStep):
+    """TrainStep (Adam) whose update is `_adam_corrections_inline`, compiled as lth compiles its own."""
+
+    def _update(self, k):
+        from lth.train.optim import _adam_state, _compiled
+        params = [p for p in self.stack.params.values()]
+        state = [_adam_state(self.optimizer, p) for p in params]
+        group = self.optimizer.param_groups[0]
+        _compiled(_adam_corrections_inline)([p.detach() for p in params], [p.grad for p in params],
+                    [self.stack.gradient_masks.get(n) for n in self.stack.params],
+                    [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state],
+                    self.lr_plan[k], *group["betas"], group["eps"], group["weight_decay"])
+
+
+def update_scalars(stacks: list[int]) -> None:
+    """LeNet-300-100 (tf32, compiled, graphs, masks at density 0.5): steps/s and the kernels of one step with
+    Adam's bias corrections computed once per tensor (lth.train.optim.adam_scalars) and inside the update."""
+    dev = torch.device("cuda")
+    mnist = load_splits("mnist").to(dev)
+    print(torch.__version__, torch.cuda.get_device_name(), flush=True)
+    with matmul_precision("tf32"):
+        for M in stacks:
+            for name, kind in (("corrections inside the update", CorrectionsInlineStep), ("lth", TrainStep)):
+                stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
+                stack.set_masks({n: (torch.rand_like(m) < 0.5).float() for n, m in stack.masks.items()})
+                make = lambda graphed: kind(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()),
+                                            list(range(M)), 60, graphed, chunk=100, precision="tf32", compile=True)
+                step = make(True)
+                step.run(0, [1e-3] * 300)
+                rate = 100 / timed(hundred_steps(step, 300, 1e-3), max(10, 2000 // M))
+                print(f"lenet300 tf32 M={M} {name}: {rate:,.0f} steps/s ({rate * M:,.0f} network-it/s)", flush=True)
+                if M == stacks[0]:
+                    eager = make(False)
+                    eager.run(0, [1e-3] * 3)
+                    kernel_table(lambda: eager.run(0, [1e-3]), 20, f"lenet300 tf32 M={M} {name}, one step")
+
+
 def _fused_step(template, params, buffers, masks, states, x, y, lr, running, hyper):
     """Forward, backward (torch.func.grad), the masked Adam update and the running loss as one function."""
-    from lth.train.optim import _adam
+    from lth.train.optim import _adam, adam_scalars
     from lth.train.step import stacked_losses
     grads, losses = torch.func.grad(lambda p: stacked_losses(template, p, buffers, x, y, False), has_aux=True)(params)
-    _adam(list(params.values()), [grads[k] for k in params], masks, *states, lr, *hyper)
+    exp_avgs, exp_avg_sqs, steps = states
+    _adam(list(params.values()), [grads[k] for k in params], masks, exp_avgs, exp_avg_sqs,
+          adam_scalars(steps, lr, hyper[0], hyper[1]), *hyper)
     running.add_(losses)
 
 

@@ -44,10 +44,11 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
         if group.get("amsgrad"):
             raise TypeError("masked_update: amsgrad Adam is not supported")
         state = [_adam_state(optimizer, p) for p, _ in live]
-        update = _compiled(_adam) if compile else _adam
         beta1, beta2 = group["betas"]
+        scalars = (_compiled(adam_scalars) if compile else adam_scalars)([s["step"] for s in state], lr, beta1, beta2)
+        update = _compiled(_adam) if compile else _adam
         update(weights, grads, mask_list, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
-               [s["step"] for s in state], lr, beta1, beta2, group["eps"], group["weight_decay"])
+               scalars, beta1, beta2, group["eps"], group["weight_decay"])
     elif isinstance(optimizer, torch.optim.SGD):
         buffers = [_sgd_state(optimizer, p) for p, _ in live] if group["momentum"] else [None] * len(live)
         update = _compiled(_sgd) if compile else _sgd
@@ -57,19 +58,30 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
 
 
 @torch.no_grad()
-def _adam(weights, grads, masks, exp_avgs, exp_avg_sqs, steps, lr, beta1: float, beta2: float, eps: float,
+def adam_scalars(steps: Sequence[torch.Tensor], lr: torch.Tensor, beta1: float,
+                 beta2: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Count a step of each tensor (``steps``: its 0-dim step counts, += 1 in place) and return its
+    (step size lr / (1 - beta1^step), sqrt(1 - beta2^step)): Adam's bias corrections (Kingma & Ba 2015).
+    A function of its own so that, compiled, they are computed once per tensor: inside the update's
+    kernel Inductor would recompute them, two powers and a square root, for every weight."""
+    out = []
+    for step in steps:
+        step.add_(1)
+        out.append((lr / (1 - beta1 ** step), (1 - beta2 ** step).sqrt()))
+    return out
+
+
+@torch.no_grad()
+def _adam(weights, grads, masks, exp_avgs, exp_avg_sqs, scalars, beta1: float, beta2: float, eps: float,
           weight_decay: float) -> None:
-    for p, g, mask, m, v, step in zip(weights, grads, masks, exp_avgs, exp_avg_sqs, steps):
+    for p, g, mask, m, v, (step_size, root_correction2) in zip(weights, grads, masks, exp_avgs, exp_avg_sqs, scalars):
         if mask is not None:
             g = g * mask
         if weight_decay:
             g = g + weight_decay * p
-        step.add_(1)
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        correction1 = 1 - beta1 ** step
-        correction2 = 1 - beta2 ** step
-        p.sub_((lr / correction1) * m / (v.sqrt() / correction2.sqrt() + eps))
+        p.sub_(step_size * m / (v.sqrt() / root_correction2 + eps))
 
 
 @torch.no_grad()
