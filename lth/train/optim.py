@@ -57,7 +57,6 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
         raise TypeError(f"masked_update supports torch.optim.Adam and torch.optim.SGD, got {type(optimizer).__name__}")
 
 
-@torch.no_grad()
 def adam_scalars(steps: Sequence[torch.Tensor], lr: torch.Tensor, beta1: float,
                  beta2: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Count a step of each tensor (``steps``: its 0-dim step counts, += 1 in place) and return its
@@ -65,37 +64,39 @@ def adam_scalars(steps: Sequence[torch.Tensor], lr: torch.Tensor, beta1: float,
     A function of its own so that, compiled, they are computed once per tensor: inside the update's
     kernel Inductor would recompute them, two powers and a square root, for every weight."""
     out = []
-    for step in steps:
-        step.add_(1)
-        out.append((lr / (1 - beta1 ** step), (1 - beta2 ** step).sqrt()))
+    with torch.no_grad():  # a with-block, not the decorator: see _compiled
+        for step in steps:
+            step.add_(1)
+            out.append((lr / (1 - beta1 ** step), (1 - beta2 ** step).sqrt()))
     return out
 
 
-@torch.no_grad()
 def _adam(weights, grads, masks, exp_avgs, exp_avg_sqs, scalars, beta1: float, beta2: float, eps: float,
           weight_decay: float) -> None:
-    for p, g, mask, m, v, (step_size, root_correction2) in zip(weights, grads, masks, exp_avgs, exp_avg_sqs, scalars):
-        if mask is not None:
-            g = g * mask
-        if weight_decay:
-            g = g + weight_decay * p
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        p.sub_(step_size * m / (v.sqrt() / root_correction2 + eps))
+    with torch.no_grad():
+        for p, g, mask, m, v, (step_size, root_correction2) in zip(weights, grads, masks, exp_avgs, exp_avg_sqs,
+                                                                   scalars):
+            if mask is not None:
+                g = g * mask
+            if weight_decay:
+                g = g + weight_decay * p
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            p.sub_(step_size * m / (v.sqrt() / root_correction2 + eps))
 
 
-@torch.no_grad()
 def _sgd(weights, grads, masks, buffers, lr, momentum: float, nesterov: bool, weight_decay: float) -> None:
     # A zero momentum buffer gives torch's first step exactly (buffer = gradient, no dampening).
-    for p, g, mask, buf in zip(weights, grads, masks, buffers):
-        if mask is not None:
-            g = g * mask
-        if weight_decay:
-            g = g + weight_decay * p
-        if buf is not None:
-            buf.mul_(momentum).add_(g)
-            g = g + momentum * buf if nesterov else buf
-        p.sub_(lr * g)
+    with torch.no_grad():
+        for p, g, mask, buf in zip(weights, grads, masks, buffers):
+            if mask is not None:
+                g = g * mask
+            if weight_decay:
+                g = g + weight_decay * p
+            if buf is not None:
+                buf.mul_(momentum).add_(g)
+                g = g + momentum * buf if nesterov else buf
+            p.sub_(lr * g)
 
 
 def _adam_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
@@ -118,6 +119,9 @@ def _sgd_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> torch.Tenso
 
 @functools.cache
 def _compiled(fn: Callable) -> Callable:
-    # combo kernels: the per-tensor updates become one or two kernels instead of one (or more) per tensor
+    # combo kernels: the per-tensor updates become one or two kernels instead of one (or more) per tensor.
+    # The functions compiled here use `with torch.no_grad()`, not the decorator: decorated functions all run
+    # through one wrapper frame, and Dynamo's recompile limit (8 per frame) would then be shared by every
+    # update function and shape of the process, past which each silently runs uncompiled.
     options = {"combo_kernels": True} if torch.cuda.is_available() else None
     return torch.compile(fn, dynamic=False, options=options)
