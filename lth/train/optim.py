@@ -64,7 +64,7 @@ def adam_scalars(steps: Sequence[torch.Tensor], lr: torch.Tensor, beta1: float,
     A function of its own so that, compiled, they are computed once per tensor: inside the update's
     kernel Inductor would recompute them, two powers and a square root, for every weight."""
     out = []
-    with torch.no_grad():  # a with-block, not the decorator: see _compiled
+    with torch.no_grad():  # a with-block, not the decorator: see compile_per_shape
         for step in steps:
             step.add_(1)
             out.append((lr / (1 - beta1 ** step), (1 - beta2 ** step).sqrt()))
@@ -117,11 +117,23 @@ def _sgd_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> torch.Tenso
     return state["momentum_buffer"]
 
 
+RECOMPILE_LIMIT = 64  # compiled variants kept per function (torch's default, 8, is reached by a few architectures)
+
+
+def compile_per_shape(fn: Callable, options: dict | None = None) -> Callable:
+    """``torch.compile(fn, dynamic=False)``: code specialised to each stack's shapes (each architecture,
+    stack size and batch compiles once per process), with Dynamo's recompile limit raised to at least
+    RECOMPILE_LIMIT, since past the limit a function silently runs uncompiled. The limit counts per code
+    object: a function compiled this way must not be wrapped by a decorator such as ``@torch.no_grad()``
+    (all such functions run through one wrapper frame and would share one count); use a with-block."""
+    for limit in ("recompile_limit", "cache_size_limit"):  # the name before torch 2.6
+        if hasattr(torch._dynamo.config, limit):
+            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), RECOMPILE_LIMIT))
+            break
+    return torch.compile(fn, dynamic=False, options=options)
+
+
 @functools.cache
 def _compiled(fn: Callable) -> Callable:
-    # combo kernels: the per-tensor updates become one or two kernels instead of one (or more) per tensor.
-    # The functions compiled here use `with torch.no_grad()`, not the decorator: decorated functions all run
-    # through one wrapper frame, and Dynamo's recompile limit (8 per frame) would then be shared by every
-    # update function and shape of the process, past which each silently runs uncompiled.
-    options = {"combo_kernels": True} if torch.cuda.is_available() else None
-    return torch.compile(fn, dynamic=False, options=options)
+    # combo kernels: the per-tensor updates become one or two kernels instead of one (or more) per tensor
+    return compile_per_shape(fn, {"combo_kernels": True} if torch.cuda.is_available() else None)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from lth.data import DataSplits, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
 from lth.nets.stack import NetworkStack, stacked_forward
 from lth.train.config import TrainConfig
-from lth.train.optim import masked_update
+from lth.train.optim import compile_per_shape, masked_update
 
 def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser ``cfg`` names over ``params`` (Adam, or SGD with cfg's momentum and nesterov; cfg's lr
@@ -196,7 +196,7 @@ def indexed_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], b
 def compiled(fn: Callable) -> Callable:
     """One ``torch.compile`` of ``fn`` per process: its code is kept for every stack of the same
     architecture and shapes, so the levels of an IMP run (a new stack each) compile once."""
-    return torch.compile(fn, dynamic=False)
+    return compile_per_shape(fn)
 
 
 def _replica(batch_size: int) -> tuple[int, int]:

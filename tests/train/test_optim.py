@@ -68,3 +68,17 @@ def test_other_optimisers_are_refused():
     ours, masks = tensors(3)
     with pytest.raises(TypeError, match="RMSprop"):
         masked_update(torch.optim.RMSprop(ours), ours, masks, torch.tensor(0.1))
+
+
+def test_compiled_update_functions_keep_their_own_compiled_variants():
+    """Dynamo's recompile limit counts per code object, and past it a function silently runs uncompiled:
+    the update functions are compiled undecorated (a @torch.no_grad() wrapper makes every decorated
+    function run through one wrapper frame, sharing one count), and compiling raises the limit."""
+    from lth.train import optim
+    functions = (optim._adam, optim._sgd, optim.adam_scalars)
+    assert not any(hasattr(fn, "__wrapped__") for fn in functions)
+    assert len({fn.__code__ for fn in functions}) == len(functions)
+    optim.compile_per_shape(lambda x: x + 1)
+    config = torch._dynamo.config
+    limit = config.recompile_limit if hasattr(config, "recompile_limit") else config.cache_size_limit
+    assert limit >= optim.RECOMPILE_LIMIT
