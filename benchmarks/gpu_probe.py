@@ -11,6 +11,8 @@ each network as a dense channels-last net on its own CUDA stream.
 
     python benchmarks/gpu_probe.py [--stack 20] [--modes max-autotune-no-cudagraphs]
     python benchmarks/gpu_probe.py --whole-step --stack 1 20
+    python benchmarks/gpu_probe.py --update-scalars --stack 20 1 100     # Adam's corrections once per tensor or per weight
+    python benchmarks/gpu_probe.py --eager-update --stack 20 1           # uncompiled: lth's update op by op or torch's fused
     python benchmarks/gpu_probe.py --conv-profile resnet20 conv2 --layouts default channels_last streams
 
 Earlier findings of this probe (REPRODUCIBILITY.md, Performance): evaluating on a second stream
@@ -81,9 +83,13 @@ def main() -> None:
     parser.add_argument("--whole-step", action="store_true", help="time the whole step compiled as one, then stop")
     parser.add_argument("--update-scalars", action="store_true",
                         help="Adam's bias corrections computed once per tensor (lth) against inside the update's kernel, then stop")
+    parser.add_argument("--eager-update", action="store_true",
+                        help="uncompiled steps: lth's update op by op against torch's fused Adam, then stop")
     args = parser.parse_args()
     if args.update_scalars:
         return update_scalars(args.stack)
+    if args.eager_update:
+        return eager_update(args.stack)
     if args.conv_profile:
         for M in args.stack:
             conv_profile(args.conv_profile, M, args.layouts)
@@ -148,6 +154,7 @@ class CorrectionsInlineStep(TrainStep):
 
     def _update(self, k):
         from lth.train.optim import _adam_state, _compiled
+        self.stack.before_update()
         params = [p for p in self.stack.params.values()]
         state = [_adam_state(self.optimizer, p) for p in params]
         group = self.optimizer.param_groups[0]
@@ -157,19 +164,44 @@ class CorrectionsInlineStep(TrainStep):
                     self.lr_plan[k], *group["betas"], group["eps"], group["weight_decay"])
 
 
+class TorchFusedStep(TrainStep):
+    """TrainStep (uncompiled) whose update is lth.train.optim.torch_fused_update (masked gradients, then torch's
+    fused Adam kernel), as the engine runs it on a CPU."""
+
+    def _update(self, k):
+        from lth.train.optim import torch_fused_update
+        self.stack.before_update()
+        params = list(self.stack.params.values())
+        torch_fused_update(self.optimizer, [(p, None) for p in params], [p.detach() for p in params],
+                           [p.grad for p in params], [self.stack.gradient_masks.get(n) for n in self.stack.params],
+                           self.lr_plan[k])
+
+
 def update_scalars(stacks: list[int]) -> None:
     """LeNet-300-100 (tf32, compiled, graphs, masks at density 0.5): steps/s and the kernels of one step with
     Adam's bias corrections computed once per tensor (lth.train.optim.adam_scalars) and inside the update."""
+    compare_steps(stacks, [("corrections inside the update", CorrectionsInlineStep, True), ("lth", TrainStep, True)])
+
+
+def eager_update(stacks: list[int]) -> None:
+    """LeNet-300-100 (tf32, graphs, masks at density 0.5), uncompiled steps (the default TrainConfig.compile):
+    lth's update op by op against torch's fused Adam kernel after masking (what a CPU runs), and the compiled step."""
+    compare_steps(stacks, [("uncompiled, lth update op by op", TrainStep, False),
+                           ("uncompiled, torch's fused Adam", TorchFusedStep, False), ("compiled", TrainStep, True)])
+
+
+def compare_steps(stacks: list[int], variants: list[tuple[str, type, bool]]) -> None:
+    """Steps/s of each (name, TrainStep class, compile) variant per stack size; kernels of one step at the first."""
     dev = torch.device("cuda")
     mnist = load_splits("mnist").to(dev)
     print(torch.__version__, torch.cuda.get_device_name(), flush=True)
     with matmul_precision("tf32"):
         for M in stacks:
-            for name, kind in (("corrections inside the update", CorrectionsInlineStep), ("lth", TrainStep)):
+            for name, kind, compile in variants:
                 stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
                 stack.set_masks({n: (torch.rand_like(m) < 0.5).float() for n, m in stack.masks.items()})
                 make = lambda graphed: kind(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()),
-                                            list(range(M)), 60, graphed, chunk=100, precision="tf32", compile=True)
+                                            list(range(M)), 60, graphed, chunk=100, precision="tf32", compile=compile)
                 step = make(True)
                 step.run(0, [1e-3] * 300)
                 rate = 100 / timed(hundred_steps(step, 300, 1e-3), max(10, 2000 // M))

@@ -52,3 +52,14 @@ def test_whole_step_equals_train_step():
     for name in params:
         torch.testing.assert_close(params[name], reference[0][name], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(losses, reference[1])
+
+
+@pytest.mark.parametrize("kind", ["CorrectionsInlineStep", "TorchFusedStep"])
+def test_update_variants_equal_train_step(kind):
+    data = load_splits("synthetic", synthetic_shape=(1, 8, 8), synthetic_sizes=(200, 50, 50))
+    cfg = TrainConfig(batch_size=8, optimizer="adam", lr=1e-3, weight_decay=0.01)
+    reference = trained(TrainStep, "fc", data, cfg, widths=(32, 16))
+    params, losses = trained(getattr(gpu_probe, kind), "fc", data, cfg, widths=(32, 16))
+    for name in params:
+        torch.testing.assert_close(params[name], reference[0][name], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses, reference[1])

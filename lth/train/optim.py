@@ -48,7 +48,7 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
     mask_list = [m for _, m in live]
     if isinstance(optimizer, (torch.optim.Adam, torch.optim.SGD)) and not compile and all(
             w.device.type == "cpu" for w in weights):
-        return _torch_fused_on_cpu(optimizer, live, weights, grads, mask_list, lr)
+        return torch_fused_update(optimizer, live, weights, grads, mask_list, lr)
     if isinstance(optimizer, torch.optim.Adam):
         if group.get("amsgrad"):
             raise TypeError("masked_update: amsgrad Adam is not supported")
@@ -66,10 +66,12 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
         raise TypeError(f"masked_update supports torch.optim.Adam and torch.optim.SGD, got {type(optimizer).__name__}")
 
 
-def _torch_fused_on_cpu(optimizer, live, weights, grads, masks, lr: torch.Tensor) -> None:
+def torch_fused_update(optimizer, live, weights, grads, masks, lr: torch.Tensor) -> None:
     """The uncompiled update on a CPU: the gradients masked in place, then torch's fused Adam or SGD kernel
     (one vectorised pass per tensor; on two cores ten times faster than `_adam` run op by op, which makes
-    about ten passes over every tensor). Same rule and state layout as `_adam` / `_sgd`."""
+    about ten passes over every tensor). Same rule and state layout as `_adam` / `_sgd`. On a GPU (``lr`` a
+    device tensor, read by captured graphs) it runs too, but the engine does not use it there yet
+    (`benchmarks/gpu_probe.py --eager-update` measures it)."""
     group = optimizer.param_groups[0]
     masked = [(g, m) for g, m in zip(grads, masks) if m is not None]
     if masked:
@@ -80,12 +82,16 @@ def _torch_fused_on_cpu(optimizer, live, weights, grads, masks, lr: torch.Tensor
         state = [_adam_state(optimizer, p) for p, _ in live]
         beta1, beta2 = group["betas"]
         torch_adam(weights, grads, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [],
-                   [s["step"] for s in state], fused=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=float(lr),
+                   [s["step"] for s in state], fused=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=_host_or(lr),
                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
     else:  # momentum buffers start at zero (see _sgd): never torch's first-step special case
         buffers = [_sgd_state(optimizer, p) for p, _ in live] if group["momentum"] else [None] * len(live)
         torch_sgd(weights, grads, buffers, fused=True, weight_decay=group["weight_decay"], momentum=group["momentum"],
-                  lr=float(lr), dampening=0.0, nesterov=group["nesterov"], maximize=False)
+                  lr=_host_or(lr), dampening=0.0, nesterov=group["nesterov"], maximize=False)
+
+
+def _host_or(lr: torch.Tensor) -> float | torch.Tensor:
+    return float(lr) if lr.device.type == "cpu" else lr  # a device tensor stays one (CUDA graphs read it)
 
 
 def adam_scalars(steps: Sequence[torch.Tensor], lr: torch.Tensor, beta1: float,
