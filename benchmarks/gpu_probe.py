@@ -165,16 +165,15 @@ class CorrectionsInlineStep(TrainStep):
 
 
 class TorchFusedStep(TrainStep):
-    """TrainStep (uncompiled) whose update is lth.train.optim.torch_fused_update (masked gradients, then torch's
-    fused Adam kernel), as the engine runs it on a CPU."""
+    """TrainStep (uncompiled) whose update masks the gradients in place and runs torch's fused Adam kernel
+    (lth.train.optim.masked_update with torch_fused=True), as the engine runs it on a CPU."""
 
     def _update(self, k):
-        from lth.train.optim import torch_fused_update
+        from lth.train.optim import masked_update
         self.stack.before_update()
-        params = list(self.stack.params.values())
-        torch_fused_update(self.optimizer, [(p, None) for p in params], [p.detach() for p in params],
-                           [p.grad for p in params], [self.stack.gradient_masks.get(n) for n in self.stack.params],
-                           self.lr_plan[k])
+        names = list(self.stack.params)
+        masked_update(self.optimizer, [self.stack.params[n] for n in names],
+                      [self.stack.gradient_masks.get(n) for n in names], self.lr_plan[k], torch_fused=True)
 
 
 def update_scalars(stacks: list[int]) -> None:

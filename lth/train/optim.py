@@ -32,66 +32,54 @@ from torch.optim.sgd import sgd as torch_sgd
 
 
 def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor],
-                  masks: Sequence[torch.Tensor | None], lr: torch.Tensor, compile: bool = False) -> None:
+                  masks: Sequence[torch.Tensor | None], lr: torch.Tensor, compile: bool = False,
+                  torch_fused: bool | None = None) -> None:
     """One step of ``optimizer``'s rule (Adam or SGD, its hyperparameters from its first param group) on
     ``params`` (leaf tensors with ``.grad``; those without a gradient are skipped), each gradient first
     multiplied by its mask (same shape as the parameter, 0/1 or bool: `NetworkStack.gradient_masks` are bool,
     a byte per weight for the update to read; None: unmasked). ``lr``: a 0-dim tensor
     on the parameters' device (a captured CUDA graph reads it; a Python float would be baked in).
-    ``compile``: run the torch.compile'd update (one compilation per architecture and optimiser);
-    uncompiled on a CPU the gradients are masked in place (torch's fused kernels do the rest).
-    Raises TypeError for an optimiser other than torch.optim.Adam or torch.optim.SGD."""
+    ``compile``: run the torch.compile'd update (one compilation per architecture and optimiser).
+    ``torch_fused``: mask the gradients in place, then run torch's fused Adam / SGD kernel (None: when
+    uncompiled on a CPU; `benchmarks/gpu_probe.py --eager-update` measures it on a GPU).
+    Raises TypeError for an optimiser other than torch.optim.Adam or torch.optim.SGD, or amsgrad Adam."""
     group = optimizer.param_groups[0]
+    adam = isinstance(optimizer, torch.optim.Adam)
+    if not (adam or isinstance(optimizer, torch.optim.SGD)):
+        raise TypeError(f"masked_update supports torch.optim.Adam and torch.optim.SGD, got {type(optimizer).__name__}")
+    if adam and group.get("amsgrad"):
+        raise TypeError("masked_update: amsgrad Adam is not supported")
     live = [(p, m) for p, m in zip(params, masks) if p.grad is not None]
     weights = [p.detach() for p, _ in live]
     grads = [p.grad for p, _ in live]
     mask_list = [m for _, m in live]
-    if isinstance(optimizer, (torch.optim.Adam, torch.optim.SGD)) and not compile and all(
-            w.device.type == "cpu" for w in weights):
-        return torch_fused_update(optimizer, live, weights, grads, mask_list, lr)
-    if isinstance(optimizer, torch.optim.Adam):
-        if group.get("amsgrad"):
-            raise TypeError("masked_update: amsgrad Adam is not supported")
+    if torch_fused is None:
+        torch_fused = not compile and all(w.device.type == "cpu" for w in weights)
+    if torch_fused:
+        masked = [(g, m) for g, m in zip(grads, mask_list) if m is not None]
+        if masked:
+            torch._foreach_mul_([g for g, _ in masked], [m for _, m in masked])
+        lr = float(lr) if lr.device.type == "cpu" else lr  # a device tensor stays one (CUDA graphs read it)
+    if adam:
         state = [_adam_state(optimizer, p) for p, _ in live]
         beta1, beta2 = group["betas"]
-        scalars = (_compiled(adam_scalars) if compile else adam_scalars)([s["step"] for s in state], lr, beta1, beta2)
-        update = _compiled(_adam) if compile else _adam
-        update(weights, grads, mask_list, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
-               scalars, beta1, beta2, group["eps"], group["weight_decay"])
-    elif isinstance(optimizer, torch.optim.SGD):
-        buffers = [_sgd_state(optimizer, p) for p, _ in live] if group["momentum"] else [None] * len(live)
-        update = _compiled(_sgd) if compile else _sgd
-        update(weights, grads, mask_list, buffers, lr, group["momentum"], group["nesterov"], group["weight_decay"])
+        moments = [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state]
+        steps = [s["step"] for s in state]
+        if torch_fused:
+            torch_adam(weights, grads, *moments, [], steps, fused=True, amsgrad=False, beta1=beta1, beta2=beta2,
+                       lr=lr, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+        else:
+            scalars = (_compiled(adam_scalars) if compile else adam_scalars)(steps, lr, beta1, beta2)
+            (_compiled(_adam) if compile else _adam)(weights, grads, mask_list, *moments, scalars, beta1, beta2,
+                                                     group["eps"], group["weight_decay"])
     else:
-        raise TypeError(f"masked_update supports torch.optim.Adam and torch.optim.SGD, got {type(optimizer).__name__}")
-
-
-def torch_fused_update(optimizer, live, weights, grads, masks, lr: torch.Tensor) -> None:
-    """The uncompiled update on a CPU: the gradients masked in place, then torch's fused Adam or SGD kernel
-    (one vectorised pass per tensor; on two cores ten times faster than `_adam` run op by op, which makes
-    about ten passes over every tensor). Same rule and state layout as `_adam` / `_sgd`. On a GPU (``lr`` a
-    device tensor, read by captured graphs) it runs too, but the engine does not use it there yet
-    (`benchmarks/gpu_probe.py --eager-update` measures it)."""
-    group = optimizer.param_groups[0]
-    masked = [(g, m) for g, m in zip(grads, masks) if m is not None]
-    if masked:
-        torch._foreach_mul_([g for g, _ in masked], [m for _, m in masked])
-    if isinstance(optimizer, torch.optim.Adam):
-        if group.get("amsgrad"):
-            raise TypeError("masked_update: amsgrad Adam is not supported")
-        state = [_adam_state(optimizer, p) for p, _ in live]
-        beta1, beta2 = group["betas"]
-        torch_adam(weights, grads, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [],
-                   [s["step"] for s in state], fused=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=_host_or(lr),
-                   weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
-    else:  # momentum buffers start at zero (see _sgd): never torch's first-step special case
         buffers = [_sgd_state(optimizer, p) for p, _ in live] if group["momentum"] else [None] * len(live)
-        torch_sgd(weights, grads, buffers, fused=True, weight_decay=group["weight_decay"], momentum=group["momentum"],
-                  lr=_host_or(lr), dampening=0.0, nesterov=group["nesterov"], maximize=False)
-
-
-def _host_or(lr: torch.Tensor) -> float | torch.Tensor:
-    return float(lr) if lr.device.type == "cpu" else lr  # a device tensor stays one (CUDA graphs read it)
+        if torch_fused:  # momentum buffers start at zero (see _sgd): never torch's first-step special case
+            torch_sgd(weights, grads, buffers, fused=True, weight_decay=group["weight_decay"],
+                      momentum=group["momentum"], lr=lr, dampening=0.0, nesterov=group["nesterov"], maximize=False)
+        else:
+            (_compiled(_sgd) if compile else _sgd)(weights, grads, mask_list, buffers, lr, group["momentum"],
+                                                   group["nesterov"], group["weight_decay"])
 
 
 def adam_scalars(steps: Sequence[torch.Tensor], lr: torch.Tensor, beta1: float,
