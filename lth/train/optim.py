@@ -41,8 +41,10 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
     on the parameters' device (a captured CUDA graph reads it; a Python float would be baked in).
     ``compile``: run the torch.compile'd update (one compilation per architecture and optimiser).
     ``torch_fused``: mask the gradients in place, then run torch's fused Adam / SGD kernel (None: when
-    uncompiled on a CPU; `benchmarks/gpu_probe.py --eager-update` measures it on a GPU).
-    Raises TypeError for an optimiser other than torch.optim.Adam or torch.optim.SGD, or amsgrad Adam."""
+    uncompiled on a CPU and every weight is dense with its gradient and state in its layout, as autograd
+    and lth make them; `benchmarks/gpu_probe.py --eager-update` measures it on a GPU).
+    Raises TypeError for an optimiser other than torch.optim.Adam or torch.optim.SGD, or amsgrad Adam;
+    ValueError for torch_fused=True with a weight, gradient or state its kernels cannot walk."""
     group = optimizer.param_groups[0]
     adam = isinstance(optimizer, torch.optim.Adam)
     if not (adam or isinstance(optimizer, torch.optim.SGD)):
@@ -53,33 +55,56 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
     weights = [p.detach() for p, _ in live]
     grads = [p.grad for p, _ in live]
     mask_list = [m for _, m in live]
+    if adam:
+        state = [_adam_state(optimizer, p) for p, _ in live]
+        per_weight = [[s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state]]
+    else:
+        per_weight = [[_sgd_state(optimizer, p) for p, _ in live] if group["momentum"] else [None] * len(live)]
+    # torch's fused kernels walk each tensor's memory in order: only for dense weights whose gradient and state
+    # share their layout (autograd's gradients and lth's state do; a checkpoint or caller may not)
+    walkable = all(_dense(w) and all(t is None or _same_layout(w, t) for t in (g, *others))
+                   for w, g, *others in zip(weights, grads, *per_weight))
     if torch_fused is None:
-        torch_fused = not compile and all(w.device.type == "cpu" for w in weights)
+        torch_fused = walkable and not compile and all(w.device.type == "cpu" for w in weights)
+    elif torch_fused and not walkable:
+        raise ValueError("masked_update(torch_fused=True) needs dense weights with gradients and optimiser state "
+                         "in their layout")
     if torch_fused:
         masked = [(g, m) for g, m in zip(grads, mask_list) if m is not None]
         if masked:
             torch._foreach_mul_([g for g, _ in masked], [m for _, m in masked])
         lr = float(lr) if lr.device.type == "cpu" else lr  # a device tensor stays one (CUDA graphs read it)
     if adam:
-        state = [_adam_state(optimizer, p) for p, _ in live]
         beta1, beta2 = group["betas"]
-        moments = [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state]
         steps = [s["step"] for s in state]
         if torch_fused:
-            torch_adam(weights, grads, *moments, [], steps, fused=True, amsgrad=False, beta1=beta1, beta2=beta2,
+            torch_adam(weights, grads, *per_weight, [], steps, fused=True, amsgrad=False, beta1=beta1, beta2=beta2,
                        lr=lr, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
         else:
             scalars = (_compiled(adam_scalars) if compile else adam_scalars)(steps, lr, beta1, beta2)
-            (_compiled(_adam) if compile else _adam)(weights, grads, mask_list, *moments, scalars, beta1, beta2,
+            (_compiled(_adam) if compile else _adam)(weights, grads, mask_list, *per_weight, scalars, beta1, beta2,
                                                      group["eps"], group["weight_decay"])
+    elif torch_fused:  # momentum buffers start at zero (see _sgd): never torch's first-step special case
+        torch_sgd(weights, grads, *per_weight, fused=True, weight_decay=group["weight_decay"],
+                  momentum=group["momentum"], lr=lr, dampening=0.0, nesterov=group["nesterov"], maximize=False)
     else:
-        buffers = [_sgd_state(optimizer, p) for p, _ in live] if group["momentum"] else [None] * len(live)
-        if torch_fused:  # momentum buffers start at zero (see _sgd): never torch's first-step special case
-            torch_sgd(weights, grads, buffers, fused=True, weight_decay=group["weight_decay"],
-                      momentum=group["momentum"], lr=lr, dampening=0.0, nesterov=group["nesterov"], maximize=False)
-        else:
-            (_compiled(_sgd) if compile else _sgd)(weights, grads, mask_list, buffers, lr, group["momentum"],
-                                                   group["nesterov"], group["weight_decay"])
+        (_compiled(_sgd) if compile else _sgd)(weights, grads, mask_list, *per_weight, lr, group["momentum"],
+                                               group["nesterov"], group["weight_decay"])
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether ``t``'s elements fill its memory without gaps or overlaps (in any dimension order)."""
+    expected = 1
+    for stride, size in sorted((st, n) for n, st in zip(t.shape, t.stride()) if n > 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape and strides (strides of dimensions of size 1 do not matter)."""
+    return a.shape == b.shape and all(x == y for n, x, y in zip(a.shape, a.stride(), b.stride()) if n > 1)
 
 
 def adam_scalars(steps: Sequence[torch.Tensor], lr: torch.Tensor, beta1: float,
