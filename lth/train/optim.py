@@ -43,14 +43,17 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
     ``torch_fused``: mask the gradients in place, then run torch's fused Adam / SGD kernel (None: when
     uncompiled on a CPU and every weight is dense with its gradient and state in its layout, as autograd
     and lth make them; `benchmarks/gpu_probe.py --eager-update` measures it on a GPU).
-    Raises TypeError for an optimiser other than torch.optim.Adam or torch.optim.SGD, or amsgrad Adam;
+    Raises TypeError for an optimiser other than torch.optim.Adam or torch.optim.SGD (subclasses such as AdamW
+    included), or one set for amsgrad, decoupled weight decay, maximize or dampening;
     ValueError for torch_fused=True with a weight, gradient or state its kernels cannot walk."""
     group = optimizer.param_groups[0]
-    adam = isinstance(optimizer, torch.optim.Adam)
-    if not (adam or isinstance(optimizer, torch.optim.SGD)):
+    adam = type(optimizer) is torch.optim.Adam  # not subclasses: AdamW's decoupled decay is another rule
+    if not (adam or type(optimizer) is torch.optim.SGD):
         raise TypeError(f"masked_update supports torch.optim.Adam and torch.optim.SGD, got {type(optimizer).__name__}")
-    if adam and group.get("amsgrad"):
-        raise TypeError("masked_update: amsgrad Adam is not supported")
+    unsupported = [k for k in ("amsgrad", "decoupled_weight_decay", "maximize", "dampening") if group.get(k)]
+    if unsupported:
+        raise TypeError(f"masked_update: {type(optimizer).__name__} with {', '.join(unsupported)} is not supported "
+                        "(lth's rule: plain Adam with L2 weight decay, or SGD without dampening)")
     live = [(p, m) for p, m in zip(params, masks) if p.grad is not None]
     weights = [p.detach() for p, _ in live]
     grads = [p.grad for p, _ in live]

@@ -64,10 +64,19 @@ def test_resumes_from_torch_optim_state():
         torch.testing.assert_close(p.detach(), q.detach())
 
 
-def test_other_optimisers_are_refused():
+@pytest.mark.parametrize("make, match", [
+    (lambda ps: torch.optim.RMSprop(ps), "RMSprop"),
+    (lambda ps: torch.optim.AdamW(ps), "AdamW"),  # a subclass of Adam with another (decoupled) decay
+    (lambda ps: torch.optim.Adam(ps, amsgrad=True), "amsgrad"),
+    (lambda ps: torch.optim.Adam(ps, maximize=True), "maximize"),
+    (lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1), "dampening"),
+])
+def test_other_optimisers_and_settings_are_refused(make, match):
+    """Rules other than lth's (plain Adam with L2 decay, SGD without dampening) get a clear error, never a
+    silently different update."""
     ours, masks = tensors(3)
-    with pytest.raises(TypeError, match="RMSprop"):
-        masked_update(torch.optim.RMSprop(ours), ours, masks, torch.tensor(0.1))
+    with pytest.raises(TypeError, match=match):
+        masked_update(make(ours), ours, masks, torch.tensor(0.1))
 
 
 def test_compiled_update_functions_keep_their_own_compiled_variants():
