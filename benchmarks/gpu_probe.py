@@ -134,19 +134,20 @@ def main() -> None:
                   f"({100 / t_train:.0f} steps/s)", flush=True)
 
 
-@torch.no_grad()
 def _adam_corrections_inline(weights, grads, masks, exp_avgs, exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay):
     """lth.train.optim's Adam update up to commit 7aebb60: the bias corrections computed in the same
-    compiled function as the update, so Inductor recomputes them (two powers, a square root) for every weight."""
-    for p, g, mask, m, v, step in zip(weights, grads, masks, exp_avgs, exp_avg_sqs, steps):
-        if mask is not None:
-            g = g * mask
-        if weight_decay:
-            g = g + weight_decay * p
-        step.add_(1)
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        p.sub_((lr / (1 - beta1 ** step)) * m / (v.sqrt() / (1 - beta2 ** step).sqrt() + eps))
+    compiled function as the update, so Inductor recomputes them (two powers, a square root) for every weight.
+    (Then decorated with @torch.no_grad(); a with-block here, see lth.train.optim.compile_per_shape.)"""
+    with torch.no_grad():
+        for p, g, mask, m, v, step in zip(weights, grads, masks, exp_avgs, exp_avg_sqs, steps):
+            if mask is not None:
+                g = g * mask
+            if weight_decay:
+                g = g + weight_decay * p
+            step.add_(1)
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            p.sub_((lr / (1 - beta1 ** step)) * m / (v.sqrt() / (1 - beta2 ** step).sqrt() + eps))
 
 
 class CorrectionsInlineStep(TrainStep):
