@@ -22,10 +22,10 @@ import torch
 from lth.data import load_splits
 from lth.nets.models import build_model
 from lth.nets.stack import NetworkStack
-from lth.store.files import git_state
 from lth.train.config import TrainConfig
 from lth.train.evaluate import evaluate
 from lth.train.step import TrainStep, make_optimizer
+from throughput import commit_label  # the benchmarks folder: this script's own
 
 
 def per_network_step_ms(data, networks: int, steps: int) -> float:
@@ -67,9 +67,8 @@ def main() -> None:
         share = eval_ms / (eval_ms + args.eval_every * step_ms)
         rows.append(dict(networks=networks, step_ms=step_ms, eval_ms=eval_ms, eval_share=share))
         print(rows[-1], flush=True)
-    commit = git_state(Path(__file__).parent)["git_commit"]
     header = (f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-              f"commit {commit[:7] if commit else 'unknown'}, "
+              f"commit {commit_label()}, "
               f"torch {torch.__version__}; LeNet-300-100, MNIST, batch 60, Adam")
     lines = [header, "", "| M | ms per network and step | vs M=1 | ms per network, val+test evaluation | "
              f"evaluation share at eval_every={args.eval_every} |", "|---|---|---|---|---|"]

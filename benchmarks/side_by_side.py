@@ -42,12 +42,11 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax_idiom  # noqa: E402
 from single_loop import SingleLoop  # noqa: E402
-from throughput import ImageDataset, conventional_dataset, conventional_loop  # noqa: E402
+from throughput import ImageDataset, commit_label, conventional_dataset, conventional_loop  # noqa: E402
 
 from lth.data import load_splits  # noqa: E402
 from lth.nets.models import build_model, prunable_weights  # noqa: E402
 from lth.nets.stack import NetworkStack  # noqa: E402
-from lth.store.files import git_state  # noqa: E402
 from lth.train.config import TrainConfig  # noqa: E402
 from lth.train.step import GRAPH_STEPS, TrainStep, make_optimizer, matmul_precision, use_cuda_graphs  # noqa: E402
 
@@ -282,9 +281,8 @@ def main(argv=None) -> list[dict]:
     jax_note = "" if jax_idiom.available() else "jax is not installed: JAX idiom rows skipped"
     if jax_note:
         print(jax_note, flush=True)
-    commit = git_state(Path(__file__).parent)["git_commit"]
     header = (f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}; "
-              f"commit {commit[:7] if commit else 'unknown'}; "
+              f"commit {commit_label()}; "
               f"torch {torch.__version__}; jax {_jax_version()}; CUDA graphs {'on' if use_cuda_graphs(device) else 'off'}; "
               f"compile {'on' if compile else 'off'}; ~{args.seconds:g} s timed per row"
               + ("; SMOKE (tiny synthetic data, batch 4, 16x16 conv inputs: not a measurement)" if args.smoke else ""))

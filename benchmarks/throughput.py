@@ -194,6 +194,13 @@ def time_protocol(device: torch.device, bindings: list[str], out: Path | None) -
                 final_test_accuracy_by_level=[round(100 * v, 2) for v in final.tolist()], bindings=bindings)
 
 
+def commit_label() -> str:
+    """The short commit of the code being measured (LTH_GIT_COMMIT where the tree is a copy), or 'unknown':
+    every benchmark's results header names it."""
+    commit = git_state(Path(__file__).parent)["git_commit"]
+    return commit[:7] if commit else "unknown"
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -236,9 +243,8 @@ def main(argv=None) -> None:
     if args.protocol:
         protocol = time_protocol(device, PROTOCOL + args.binding, args.out)
         print(protocol, flush=True)
-    commit = git_state(Path(__file__).parent)["git_commit"]
     header = (f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}; "
-              f"commit {commit[:7] if commit else 'unknown'}; "
+              f"commit {commit_label()}; "
               f"torch {torch.__version__}; CUDA graphs {'on' if use_cuda_graphs(device) else 'off'}")
     table = [header, "", "| workload | method | precision | networks | steps/s | network-it/s | peak GiB | vs conventional |",
              "|---|---|---|---|---|---|---|---|"]
