@@ -1,64 +1,75 @@
-"""Probe (not a benchmark): where the LeNet-300-100 paper protocol spends its wall time beyond the
-training steps themselves. Runs the protocol (with the given gin bindings) twice in one process: cold
-(compilation, first CUDA graph captures) and warm under cProfile, then prints the host time of the phases
-around the steps: waiting for the device, compilation, graph capture, evaluation, checkpoints, results.
+"""Probe (not a benchmark): where the LeNet-300-100 paper protocol's wall time goes on a GPU. Runs the
+protocol (with the given gin bindings) cold, then warm in the same process (compiled code and CUDA
+context reused), with CUDA events around every chunk of training steps and every evaluation: device time
+in steps (by stack size), in evaluation, and the rest of the span (small copies, and the device idle while
+the host prepares a level, checkpoints or waits), plus Dynamo's compile times of the cold run. Each
+``--variant`` adds a warm run with extra bindings (e.g. without mid-level checkpoints).
 
-    python benchmarks/profile_protocol.py 'ImpConfig.levels = 2' ['TrainConfig.checkpoint_every = 50000']"""
-import cProfile
-import pstats
-import re
-import sys
+    python benchmarks/profile_protocol.py 'ImpConfig.levels = 2' 'TrainConfig.compile = True' \\
+        --variant 'TrainConfig.checkpoint_every = 50000'
+
+(cProfile is no help here: under torch.compile its call counts and cumulative times come out garbled.)"""
+import argparse
 import time
+from collections import defaultdict
 
 import torch
 
+import lth.train.loop
+from lth.train.step import TrainStep
 from throughput import PROTOCOL, time_protocol
 
-# (label, pstats regex) of the phases worth a line each; cumulative host seconds
-PHASES = [
-    ("whole protocol", r"throughput.py.*time_protocol"),
-    ("train (all levels)", r"lth/train/loop.py.*\(_train\)"),
-    ("  step.run (launch chunks)", r"lth/train/step.py.*\(run\)"),
-    ("    graph capture", r"lth/train/step.py.*\(_capture\)"),
-    ("    epoch permutations", r"lth/data.py.*\(epoch_batches\)"),
-    ("  record (evaluations)", r"lth/train/loop.py.*\(record\)"),
-    ("  History.settle", r"lth/train/loop.py.*\(settle\)"),
-    ("  deep copies (checkpointed optimiser state)", r"^[^:]*copy.py:\d+\(deepcopy\)"),
-    ("  History.state (checkpointed metrics)", r"lth/train/loop.py.*\(state\)"),
-    ("  NetworkStack.state", r"lth/nets/stack.py.*\(state\)"),
-    ("waiting for the device (event / stream sync)", r"method 'synchronize' of|torch/cuda/__init__.py:\d+\(synchronize\)"),
-    ("compilation (dynamo frames)", r"convert_frame.py.*\(_compile\)"),
-    ("level stacks (prune, rewind, masks)", r"lth/experiments/imp.py:\d+\(stack\)"),
-    ("metric rows", r"lth/schema.py.*\(metric_rows\)"),
-    ("background writes waited for", r"lth/store/.*wait_for_writes"),
-]
 
+class DeviceTimeline:
+    """Timing CUDA events recorded around calls of wrapped functions, summed per kind after a sync."""
 
-def phase_table(stats: pstats.Stats) -> str:
-    """One line per phase: cumulative host seconds and calls of the functions its pattern matches."""
-    out = []
-    for label, pattern in PHASES:
-        matched = [(calls, cumulative) for (file, line, name), (_, calls, _, cumulative, _) in stats.stats.items()
-                   if re.search(pattern, f"{file}:{line}({name})")]
-        out.append(f"{sum(c for _, c in matched):9.2f} s  {sum(n for n, _ in matched):8d} calls  {label}")
-    return "\n".join(out)
+    def __init__(self):
+        self.marks = []  # (kind, start event, end event)
+
+    def wrap(self, fn, kind):
+        def timed(*args, **kwargs):
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = fn(*args, **kwargs)
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self.marks.append((kind(*args), start, end))
+            return out
+        return timed
+
+    def report(self) -> str:
+        torch.cuda.synchronize()
+        totals, calls = defaultdict(float), defaultdict(int)
+        for kind, start, end in self.marks:
+            totals[kind] += start.elapsed_time(end) / 1e3
+            calls[kind] += 1
+        span = self.marks[0][1].elapsed_time(self.marks[-1][2]) / 1e3
+        gaps = [a[2].elapsed_time(b[1]) / 1e3 for a, b in zip(self.marks, self.marks[1:])]
+        lines = [f"  {totals[k]:8.2f} s  {calls[k]:6d} calls  {k}" for k in sorted(totals)]
+        lines.append(f"  {span - sum(totals.values()):8.2f} s  between them ({sum(g > 0.05 for g in gaps)} gaps over "
+                     f"50 ms: {sum(g for g in gaps if g > 0.05):.2f} s)")
+        lines.append(f"  {span:8.2f} s  device span, first step to last evaluation")
+        self.marks = []
+        return "\n".join(lines)
 
 
 def main() -> None:
-    bindings = PROTOCOL + sys.argv[1:]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    start = time.perf_counter()
-    cold = time_protocol(device, bindings, None)
-    print(f"cold run: {time.perf_counter() - start:.1f} s  {cold}", flush=True)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    warm = time_protocol(device, bindings, None)
-    profiler.disable()
-    print(f"warm run (under cProfile): {warm['wall_s']:.1f} s  {warm}", flush=True)
-    stats = pstats.Stats(profiler)
-    print("\nhost seconds by phase (cumulative; nested phases are indented):")
-    print(phase_table(stats))
-    stats.sort_stats("tottime").print_stats(25)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bindings", nargs="*", help="gin bindings added to the protocol's")
+    parser.add_argument("--variant", action="append", default=[], help="a warm run with this binding added too")
+    args = parser.parse_args()
+    timeline = DeviceTimeline()
+    TrainStep.run = timeline.wrap(TrainStep.run, lambda step, *_: f"steps, stacks of {step.stack.size}")
+    lth.train.loop.evaluate = timeline.wrap(lth.train.loop.evaluate, lambda *_: "evaluation")
+    device = torch.device("cuda")
+    bindings = PROTOCOL + args.bindings
+    for label, extra in [("cold", []), ("warm", [])] + [(f"warm, {v}", [v]) for v in args.variant]:
+        start = time.perf_counter()
+        result = time_protocol(device, bindings + extra, None)
+        print(f"\n{label}: {time.perf_counter() - start:.1f} s wall, {result['levels']} levels, final test accuracy "
+              f"by level {result['final_test_accuracy_by_level']}\n{timeline.report()}", flush=True)
+        if label == "cold":
+            print(torch._dynamo.utils.compile_times(repr="str"), flush=True)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,23 @@ def test_git_state_in_a_repo(tmp_path):
     assert store.git_state(tmp_path)["git_dirty"] is True
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_background_checkpoint_of_gpu_tensors_is_a_snapshot(tmp_path):
+    """The copies to host memory are queued without waiting for the device: work queued after them (here
+    a long matmul chain, then an in-place change) must not reach the checkpoint."""
+    run = RunDir(tmp_path, "exp", "a = 1\n")
+    weights = torch.randn(2048, 2048, device="cuda")
+    expected = weights.cpu()
+    for _ in range(3):
+        run.save_checkpoint_in_background("progress", {"w": weights, "nested": [weights * 2]})
+        for _ in range(20):
+            weights.copy_(torch.tanh(weights @ weights))
+        weights.zero_()
+        saved = run.load_checkpoint("progress")
+        assert torch.equal(saved["w"], expected) and torch.equal(saved["nested"][0], expected * 2)
+        weights.copy_(expected.cuda())
+
+
 def test_background_checkpoint_is_a_snapshot_and_reports_its_errors(tmp_path):
     run = RunDir(tmp_path, "exp", "a = 1\n")
     weights = torch.arange(6.0)
@@ -190,3 +207,27 @@ def test_background_checkpoint_is_a_snapshot_and_reports_its_errors(tmp_path):
     run.save_checkpoint_in_background("bad", {"f": lambda: 0})  # cannot be pickled
     with pytest.raises(Exception, match="lambda|pickle"):
         run.wait_for_writes()
+
+
+def test_reads_of_keys_a_background_task_does_not_write_do_not_wait_for_it(tmp_path):
+    """The runner's next job starts while the last one's results are written: is_done and checkpoint reads
+    of other keys go on, those of a key the task declared (or of any key, when it declared none) wait."""
+    import threading
+    run = RunDir(tmp_path, "exp", "a = 1\n")
+    run.save_checkpoint("next_progress", {"w": torch.ones(2)})
+    release = threading.Event()
+
+    def slow_finish():
+        release.wait(timeout=30)
+        run.write_metrics("level_00", [])
+        run.mark_done("level_00")
+
+    run.in_background(slow_finish, "finish level_00", keys=["level_00", "level_00_progress"])
+    assert run.is_done("next") is False and torch.equal(run.load_progress("next_progress")["w"], torch.ones(2))
+    assert run._writer is not None  # neither read waited for the task
+    release.set()
+    assert run.is_done("level_00") is True  # a declared key: waited for the marker
+    release.clear()
+    run.in_background(slow_finish, "finish, keys unknown")
+    threading.Timer(0.2, release.set).start()
+    assert run.is_done("next") is False and run._writer is None  # undeclared: every read waits

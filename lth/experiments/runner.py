@@ -320,7 +320,7 @@ class Runner:
                 run.save_checkpoint(state_key, state)
             run.mark_done(key, vouch=[key, state_key] if state_key != key else None)  # gem_miner: scores_final
             run.delete_checkpoint(progress)
-        run.in_background(finish, f"finish {key}")
+        run.in_background(finish, f"finish {key}", keys=[key, state_key, progress])
 
 
     def _sink(self, job: Job, members: list[Member]):

@@ -98,6 +98,7 @@ class RunDir:
         _check_key(experiment, "experiment")
         self.experiment = experiment
         self._writer = None  # (thread, errors) of writes under way in the background
+        self._writer_keys: set[str] | None = None  # what the writer thread writes, when it said so
         self._digests: dict[str, dict] = {}  # relative path -> digest of files this object wrote
         self._verified: dict[tuple, dict] = {}  # (path, size, mtime_ns) -> digest already computed
         self._manifest_lock = threading.Lock()
@@ -121,7 +122,7 @@ class RunDir:
         A damaged file, or missing metrics: StoreWarning naming it, the marker is removed, False. A
         missing checkpoint alone leaves the job done (its metrics are the result; a later job that
         needs the checkpoint removes the marker and says so)."""
-        self.wait_for_writes()
+        self._wait_for_writes_to(key)
         marker = self._marker(key)
         if not marker.exists():
             return False
@@ -247,15 +248,24 @@ class RunDir:
 
     def save_checkpoint_in_background(self, key: str, state: dict) -> None:
         """``save_checkpoint`` on the writer thread (see ``in_background``). The state is copied to
-        host memory first: the caller may change its tensors at once."""
+        host memory first, GPU tensors on their streams without waiting for the device (the writer
+        thread waits): the caller may change its tensors at once, in place on the same streams."""
         self.wait_for_writes()
-        host = _to_host(state)
-        self.in_background(lambda: self.save_checkpoint(key, host), f"checkpoint {key}")
+        copied: list[torch.cuda.Event] = []
+        host = _to_host(state, copied)
 
-    def in_background(self, task: Callable[[], Any], name: str) -> None:
+        def save():
+            for event in copied:  # the writer, not training, waits for the device's copies
+                event.synchronize()
+            self.save_checkpoint(key, host)
+        self.in_background(save, f"checkpoint {key}")
+
+    def in_background(self, task: Callable[[], Any], name: str, keys: Iterable[str] | None = None) -> None:
         """Run ``task`` (writes to this folder) on a writer thread, so training goes on while files are
         written and synced. Every other read or write of results or checkpoints waits for it first
-        (and raises its error, if any)."""
+        (and raises its error, if any), except, when ``keys`` names every job and checkpoint key whose
+        files the task writes or deletes, ``is_done`` and checkpoint reads of other keys (the next
+        job starts while the last one's results are written)."""
         self.wait_for_writes()
         errors: list[BaseException] = []
 
@@ -266,7 +276,13 @@ class RunDir:
                 errors.append(err)
 
         self._writer = (threading.Thread(target=run, name=name), errors)
+        self._writer_keys = None if keys is None else {_check_key(k) for k in keys}
         self._writer[0].start()
+
+    def _wait_for_writes_to(self, key: str) -> None:
+        """``wait_for_writes`` unless the writer thread declared the keys it writes and ``key`` is not one."""
+        if self._writer is None or self._writer_keys is None or _check_key(key) in self._writer_keys:
+            self.wait_for_writes()
 
     def wait_for_writes(self) -> None:
         writer = self._writer
@@ -281,7 +297,7 @@ class RunDir:
     def _read_checkpoint(self, key: str) -> tuple[Path, dict | None, str | None]:
         """(path, state, problem) of checkpoint ``key`` once pending writes are done: the state and
         None when it reads back, None and what is wrong when it does not, None and None when absent."""
-        self.wait_for_writes()
+        self._wait_for_writes_to(key)
         path = self._checkpoint(key)
         return (path, *_load(path)) if path.exists() else (path, None, None)
 
@@ -433,12 +449,20 @@ def _natural_key(name: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
-def _to_host(value):
-    """A copy of nested dicts / lists / tuples with every tensor on the CPU."""
+def _to_host(value, copied: list):
+    """A copy of nested dicts / lists / tuples with every tensor on the CPU. A GPU tensor's copy goes to
+    pinned memory without waiting for the device; ``copied`` gets an event per device that marks the copies'
+    end (the copy is readable after ``event.synchronize()``)."""
     if torch.is_tensor(value):
-        return value.detach().to("cpu", copy=True)
+        if value.device.type != "cuda":
+            return value.detach().to("cpu", copy=True)
+        host = value.detach().to("cpu", non_blocking=True)  # pinned, so the copy does not wait
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(value.device))
+        copied.append(event)  # one per tensor: cheap, and right whatever stream or device each is on
+        return host
     if isinstance(value, dict):
-        return {k: _to_host(v) for k, v in value.items()}
+        return {k: _to_host(v, copied) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_host(v) for v in value)
+        return type(value)(_to_host(v, copied) for v in value)
     return value
