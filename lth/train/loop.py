@@ -29,7 +29,7 @@ from lth.train.step import (GRAPH_STEPS, TrainStep, _broadcast_from_lead, _repli
 
 # Evaluations whose metrics may still be on their way to the host: the host runs this far ahead of
 # the device, so its own pauses (a new epoch's permutations, ~40 ms for 20 networks) never idle it.
-METRICS_IN_FLIGHT = 4
+METRICS_IN_FLIGHT = 16
 
 
 class DivergedError(RuntimeError):
@@ -42,15 +42,20 @@ class History:
 
     On a GPU, ``add`` copies to pinned host memory without waiting for the device, so training
     never stops for its metrics; ``settle`` waits for the copies still in flight (``train``
-    settles before it returns, so a returned History is always readable)."""
+    settles before it returns, so a returned History is always readable). The GPU's own copies are
+    kept too (a few bytes per network and evaluation), so ``state(wait=False)`` need not wait."""
     iterations: list[int] = field(default_factory=list)
     values: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # "split/metric" -> [(M,)]
     in_flight: list[tuple[int, torch.cuda.Event]] = field(default_factory=list, repr=False)
+    on_device: dict[str, list[torch.Tensor]] = field(default_factory=dict, repr=False)  # as values, on the GPU
 
     def add(self, iteration: int, metrics: dict[str, torch.Tensor]) -> None:
         self.iterations.append(iteration)
         for key, value in metrics.items():
-            self.values.setdefault(key, []).append(value.detach().float().to("cpu", non_blocking=True))
+            value = value.detach().float()
+            self.values.setdefault(key, []).append(value.to("cpu", non_blocking=True))
+            if value.is_cuda:
+                self.on_device.setdefault(key, []).append(value)
         if any(value.is_cuda for value in metrics.values()):
             copied = torch.cuda.Event()
             copied.record()
@@ -68,14 +73,25 @@ class History:
         self.settle()
         return torch.stack(self.values[key], dim=1)
 
-    def state(self) -> dict:
-        """For checkpoints: one (evaluations, M) tensor per metric (thousands of small tensors pickle slowly)."""
-        self.settle()
-        return {"iterations": list(self.iterations), "values": {k: torch.stack(v) for k, v in self.values.items()}}
+    def state(self, wait: bool = True) -> dict:
+        """For checkpoints: one (evaluations, M) tensor per metric (thousands of small tensors pickle slowly).
+        ``wait=False``: where every evaluation has its GPU copy, those tensors are stacked on the GPU, without
+        waiting for the device (`lth.store.RunDir.save_checkpoint_in_background` copies them to the host)."""
+        on_device = {k: v for k, v in self.on_device.items() if len(v) == len(self.values[k])}
+        if wait or len(on_device) < len(self.values):
+            self.settle()
+            on_device = {}
+        return {"iterations": list(self.iterations),
+                "values": {k: torch.stack(on_device.get(k, v)) for k, v in self.values.items()}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "History":
-        return cls(list(state["iterations"]), {k: list(v) for k, v in state["values"].items()})
+    def from_state(cls, state: dict, device: torch.device | None = None) -> "History":
+        """The History a checkpoint's ``state()`` holds (its tensors on any device); with a GPU ``device``,
+        with GPU copies as ``add`` keeps them."""
+        history = cls(list(state["iterations"]), {k: list(v.cpu()) for k, v in state["values"].items()})
+        if device is not None and torch.device(device).type == "cuda":
+            history.on_device = {k: list(v.to(device)) for k, v in state["values"].items()}
+        return history
 
 
 def quiet() -> bool:
@@ -92,8 +108,10 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
     """Train every network of ``stack`` (in place) from iteration ``start`` to the schedule's end.
 
     ``data_seeds``: one int per network (M of them), its data order. ``labels``: M names used in
-    error messages. ``resume``: a state previously passed to ``checkpoint`` (a dict of tensors,
-    called every ``cfg.checkpoint_every`` iterations). ``callbacks``: ``f(iteration, stack)`` after
+    error messages. ``resume``: a state previously passed to ``checkpoint`` (a dict of fresh tensors, some on
+    the stack's device, which training does not touch again: the callback may keep them as they are;
+    called every ``cfg.checkpoint_every`` iterations without waiting for the device, so its last few
+    evaluations may not have been checked for divergence yet: a resumed run checks them first). ``callbacks``: ``f(iteration, stack)`` after
     every evaluation; one may prune with ``stack.set_masks`` (pruned weights stay exactly zero).
     ``snapshot_at``: an iteration at which a copy of the stack's state is taken (weight rewinding).
     ``data_parallel``: every process of the initialised torch.distributed group trains the same
@@ -129,7 +147,7 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
     if resume is not None:
         stack.load_state(resume["stack"])
         optimizer.load_state_dict(resume["optimizer"])
-        history = History.from_state(resume["history"])
+        history = History.from_state(resume["history"], stack.device)
         snapshot, iteration = resume["snapshot"], resume["iteration"]
     if snapshot_at is not None and snapshot_at == iteration and snapshot is None:
         snapshot = stack.state()
@@ -164,7 +182,7 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
             _, it, where = unsent.pop(0)
             sink.add(it, {k: history.values[k][i] for k, i in where.items()})
 
-    checked = [len(history.iterations)]  # evaluations already checked for divergence (resumed ones were)
+    checked = [0]  # evaluations checked for divergence (a checkpoint may hold a few not yet checked)
 
     def check_finite(readable: int) -> None:
         """Raise on the first newly readable evaluation with a non-finite validation loss (on a GPU a
@@ -179,6 +197,7 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
                     "Lower the learning rate or add warmup.")
         checked[0] = max(checked[0], readable)
 
+    check_finite(len(history.iterations))  # a resumed history (on the host) first
     if not history.iterations:
         record(iteration, 0)
     bar = tqdm(total=steps.total - start, initial=iteration - start, desc=desc, disable=quiet(),
@@ -209,11 +228,12 @@ def _train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seed
             for callback in callbacks:
                 callback(iteration, stack)
             if checkpoint is not None and iteration % steps.checkpoint_every == 0 and iteration < steps.total:
-                check_finite(history.settle())  # a checkpoint never holds a diverged network
-                # deep copy: state_dict() aliases the live moment buffers
+                # Nothing here waits for the device (a drained queue would let the checkpoint writer's
+                # thread stall training): the last few evaluations in it may be unchecked for divergence,
+                # and a run resumed from it checks them first. Deep copy: state_dict() aliases the moments.
                 checkpoint({"iteration": iteration, "stack": stack.state(),
                             "optimizer": copy.deepcopy(optimizer.state_dict()),
-                            "history": history.state(), "snapshot": snapshot})
+                            "history": history.state(wait=False), "snapshot": snapshot})
     bar.close()
     check_finite(history.settle())
     if sink is not None:

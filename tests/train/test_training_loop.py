@@ -81,9 +81,16 @@ class Kill(Exception):
     pass
 
 
-def test_resume_after_kill_equals_uninterrupted(synthetic):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_resume_after_kill_equals_uninterrupted(synthetic, device):
+    """On a GPU the checkpoint's tensors (and its history's) are taken on the device, without waiting."""
+    synthetic = synthetic.to(device)
+    make = lambda seeds: make_stack(seeds).to(device)
     cfg = TrainConfig(iterations=60, batch_size=20, lr=1e-2, eval_every=10, checkpoint_every=20)
-    full = make_stack([1, 2])
+    full = make([1, 2])
     full_history, _ = train(full, synthetic, cfg, data_seeds=[5, 6])
 
     saved = {}
@@ -92,12 +99,12 @@ def test_resume_after_kill_equals_uninterrupted(synthetic):
         if iteration == 50:
             raise Kill
 
-    killed = make_stack([1, 2])
+    killed = make([1, 2])
     with pytest.raises(Kill):
         train(killed, synthetic, cfg, data_seeds=[5, 6], checkpoint=lambda s: saved.update(state=s),
               callbacks=[kill_at_50])
     assert saved["state"]["iteration"] == 40
-    resumed = make_stack([1, 2])
+    resumed = make([1, 2])
     history, _ = train(resumed, synthetic, cfg, data_seeds=[5, 6], resume=saved["state"])
     for n in full.params:
         assert torch.equal(full.params[n], resumed.params[n]), n
@@ -114,6 +121,21 @@ def test_snapshot_is_the_weights_of_iteration_k(synthetic):
     train(reference, synthetic, TrainConfig(iterations=7, batch_size=20, lr=1e-2, eval_every=10), data_seeds=[0])
     for n in reference.params:
         assert torch.equal(snapshot["params"][n], reference.params[n].detach())
+
+
+def test_a_resumed_checkpoint_with_a_diverged_evaluation_stops_before_training(synthetic):
+    """Checkpoints do not wait for the device, so their last evaluations may be unchecked: resuming checks them."""
+    cfg = TrainConfig(iterations=60, batch_size=20, lr=1e-2, eval_every=10, checkpoint_every=20)
+    saved = {}
+    train(make_stack([1, 2]), synthetic, cfg, data_seeds=[5, 6], checkpoint=lambda s: saved.update(state=s))
+    state = saved["state"]
+    state["history"]["values"]["val/loss"][-1, 1] = float("nan")
+    resumed = make_stack([1, 2])
+    steps = []
+    with pytest.raises(DivergedError, match=f"second diverged .* by iteration {state['iteration']}"):
+        train(resumed, synthetic, cfg, data_seeds=[5, 6], resume=state, labels=["first", "second"],
+              callbacks=[lambda it, stack: steps.append(it)])
+    assert steps == []
 
 
 def test_divergence_is_a_clear_error(synthetic):
