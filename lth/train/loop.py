@@ -28,7 +28,8 @@ from lth.train.step import (GRAPH_STEPS, TrainStep, _broadcast_from_lead, _repli
                             matmul_precision, use_cuda_graphs)
 
 # Evaluations whose metrics may still be on their way to the host: the host runs this far ahead of
-# the device, so its own pauses (a new epoch's permutations, ~40 ms for 20 networks) never idle it.
+# the device (LeNet stacks: ~0.2 s), so its pauses (a new epoch's permutations, ~40 ms for 20 networks;
+# the checkpoint writer's thread holding the GIL while it pickles) never idle it.
 METRICS_IN_FLIGHT = 16
 
 
