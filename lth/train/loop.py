@@ -109,11 +109,12 @@ def train(stack: NetworkStack, data: DataSplits, cfg: TrainConfig, *, data_seeds
     """Train every network of ``stack`` (in place) from iteration ``start`` to the schedule's end.
 
     ``data_seeds``: one int per network (M of them), its data order. ``labels``: M names used in
-    error messages. ``resume``: a state previously passed to ``checkpoint`` (a dict of fresh tensors, some on
-    the stack's device, which training does not touch again: the callback may keep them as they are;
-    called every ``cfg.checkpoint_every`` iterations without waiting for the device, so its last few
-    evaluations may not have been checked for divergence yet: a resumed run checks them first). ``callbacks``: ``f(iteration, stack)`` after
-    every evaluation; one may prune with ``stack.set_masks`` (pruned weights stay exactly zero).
+    error messages. ``resume``: a state previously passed to ``checkpoint``, which is called every
+    ``cfg.checkpoint_every`` iterations with a dict of fresh tensors (some on the stack's device; training
+    does not touch them again) without waiting for the device, so the last few evaluations it holds may
+    not have been checked for divergence yet: a resumed run checks them first. ``callbacks``:
+    ``f(iteration, stack)`` after every evaluation; one may prune with ``stack.set_masks`` (pruned
+    weights stay exactly zero).
     ``snapshot_at``: an iteration at which a copy of the stack's state is taken (weight rewinding).
     ``data_parallel``: every process of the initialised torch.distributed group trains the same
     networks on its share of each batch, gradients averaged over processes (DDP's scheme).
