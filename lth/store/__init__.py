@@ -451,8 +451,8 @@ def _natural_key(name: str) -> list:
 
 def _to_host(value, copied: list):
     """A copy of nested dicts / lists / tuples with every tensor on the CPU. A GPU tensor's copy goes to
-    pinned memory without waiting for the device; ``copied`` gets an event per device that marks the copies'
-    end (the copy is readable after ``event.synchronize()``)."""
+    pinned memory without waiting for the device, queued on the device's current stream; ``copied`` gets an
+    event per GPU tensor that marks its copy's end (the copy is readable after ``event.synchronize()``)."""
     if torch.is_tensor(value):
         if value.device.type != "cuda":
             return value.detach().to("cpu", copy=True)
