@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error(err: BaseException) -> None:
-    """``error: <message>`` on stderr (a message of several lines, e.g. a bad binding's list of parameters, kept)."""
-    print(f"error: {str(err).strip()}", file=sys.stderr)
+    """``error: <message>`` on stderr (a message of several lines, e.g. a bad binding's list of parameters, kept),
+    then the error's notes, one a line."""
+    print("\n".join([f"error: {str(err).strip()}", *getattr(err, "__notes__", ())]), file=sys.stderr)
 
 
 def _list() -> int:

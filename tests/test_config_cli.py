@@ -145,3 +145,14 @@ def test_data_parallel_batch_must_split_evenly(tmp_path):
                              "-b", "TrainConfig.batch_size = 61", "--data-parallel", "--device", "cpu", "--root", str(tmp_path)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "batch_size 61 does not split evenly over 2 processes" in result.stderr
+
+
+def test_cli_errors_keep_their_notes(capsys):
+    """A run stopped by an error names a failed background write in a note (`Runner.run`): the CLI prints it."""
+    from lth.cli import _error
+    from lth.train.loop import DivergedError
+    err = DivergedError("network 0 diverged")
+    err.add_note("Writing an earlier job's results failed too: OSError('disk on fire')")
+    _error(err)
+    assert capsys.readouterr().err == ("error: network 0 diverged\n"
+                                       "Writing an earlier job's results failed too: OSError('disk on fire')\n")

@@ -282,6 +282,12 @@ class Runner:
             if begun:
                 failed = failed_networks(metrics)
                 ctx.run.write_manifest(failed_to_learn=failed.to_dict("records"), failed_to_learn_rule=FAILURE_RULE)
+        except BaseException as err:  # the last job's results may still be being written: not after the lock
+            try:
+                ctx.run.wait_for_writes()
+            except BaseException as failed_write:
+                err.add_note(f"Writing an earlier job's results failed too: {failed_write!r}")
+            raise
         finally:
             if begun:
                 ctx.run.end_process()

@@ -35,7 +35,7 @@ from lth.store import provenance
 from lth.store.integrity import load as _load, metrics_problem as _metrics_problem, zip_problem
 from lth.store.files import (
     DiskFull, StoreError, atomic_write, atomic_write_text, clean_stale_tmp, environment_record, file_digest,
-    git_state, json_default, now,
+    git_state, json_default, now, to_host,
 )
 
 __all__ = ["METRIC_COLUMNS", "CorruptCheckpoint", "DiskFull", "RunDir", "RunInfo", "StoreError", "StoreWarning",
@@ -252,7 +252,7 @@ class RunDir:
         thread waits): the caller may change its tensors at once, in place on the same streams."""
         self.wait_for_writes()
         copied: list[torch.cuda.Event] = []
-        host = _to_host(state, copied)
+        host = to_host(state, copied)
 
         def save():
             for event in copied:  # the writer, not training, waits for the device's copies
@@ -447,22 +447,3 @@ def _check_key(key: str, what: str = "key") -> str:
 
 def _natural_key(name: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
-
-
-def _to_host(value, copied: list):
-    """A copy of nested dicts / lists / tuples with every tensor on the CPU. A GPU tensor's copy goes to
-    pinned memory without waiting for the device; ``copied`` gets an event per GPU tensor that marks its copy's
-    end (the copy is readable after ``event.synchronize()``)."""
-    if torch.is_tensor(value):
-        if value.device.type != "cuda":
-            return value.detach().to("cpu", copy=True)
-        host = value.detach().to("cpu", non_blocking=True)  # pinned, so the copy does not wait
-        event = torch.cuda.Event()
-        event.record(torch.cuda.current_stream(value.device))
-        copied.append(event)  # one per tensor: cheap, and right whatever stream or device each is on
-        return host
-    if isinstance(value, dict):
-        return {k: _to_host(v, copied) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_host(v, copied) for v in value)
-    return value

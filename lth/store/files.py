@@ -1,6 +1,6 @@
 """File-level helpers of the result store: atomic, checksummed, umask-respecting writes; stale
 temporary files; digests; the machine's own write errors (a full disk) as one line; the
-environment record of a manifest.
+environment record of a manifest; a checkpoint state copied to host memory (`to_host`).
 
 Every file is written to ``.<name>.<pid>@<host>.<random>.tmp`` in its target's folder, synced and
 ``os.replace``-d into place, so a kill mid-write leaves the old file (or none), never half a file.
@@ -273,3 +273,22 @@ def exclusive(path: Path, what: str):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def to_host(value, copied: list):
+    """A copy of nested dicts / lists / tuples with every tensor on the CPU. A GPU tensor's copy goes to
+    pinned memory without waiting for the device, queued on the device's current stream; ``copied`` gets an
+    event per GPU tensor that marks its copy's end (the copy is readable after ``event.synchronize()``)."""
+    if torch.is_tensor(value):
+        if value.device.type != "cuda":
+            return value.detach().to("cpu", copy=True)
+        host = value.detach().to("cpu", non_blocking=True)  # pinned, so the copy does not wait
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(value.device))
+        copied.append(event)  # one per tensor: cheap, and right whatever stream or device each is on
+        return host
+    if isinstance(value, dict):
+        return {k: to_host(v, copied) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_host(v, copied) for v in value)
+    return value

@@ -190,6 +190,55 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, synthetic):
     pd.testing.assert_frame_equal(reference, resumed)
 
 
+def test_a_run_stopped_by_an_error_leaves_only_after_its_results_are_written(tmp_path, synthetic, monkeypatch):
+    """The next level trains while the last one's results are written: an error meanwhile (here a kill before
+    level 1's first checkpoint) must not leave that writing going on once the run has stopped (the run's lock is
+    released then: a rerun in the same process would find level 0 half finished)."""
+    import threading
+    import time
+    from lth.store import RunDir
+    mark_done, stopped = RunDir.mark_done, threading.Event()
+
+    def slow_mark_done(self, key, vouch=None):
+        if key == "level_00":  # still writing when level 1 stops
+            stopped.wait(timeout=30)
+            time.sleep(0.5)
+        mark_done(self, key, vouch)
+    monkeypatch.setattr(RunDir, "mark_done", slow_mark_done)
+
+    def kill(iteration, stack):
+        if stack.size > 2 and iteration == 10:  # level 1, before its checkpoint at 20
+            stopped.set()
+            raise Kill
+    killed = experiment(tmp_path, synthetic)
+    killed.callbacks.append(kill)
+    with pytest.raises(Kill):
+        killed.run_all()
+    assert (killed.run.path / "done" / "level_00").exists()
+    assert not (killed.run.path / "checkpoints" / "level_00_progress.pt").exists()
+
+
+def test_a_failed_write_of_a_level_is_reported_when_the_next_level_stops_with_an_error(tmp_path, synthetic,
+                                                                                       monkeypatch):
+    from lth.store import RunDir
+    write_metrics = RunDir.write_metrics
+
+    def failing_write(self, key, rows):
+        if key == "level_00":
+            raise OSError("disk on fire")
+        return write_metrics(self, key, rows)
+    monkeypatch.setattr(RunDir, "write_metrics", failing_write)
+
+    def kill(iteration, stack):
+        if stack.size > 2 and iteration == 10:
+            raise Kill
+    killed = experiment(tmp_path, synthetic)
+    killed.callbacks.append(kill)
+    with pytest.raises(Kill) as stopped:
+        killed.run_all()
+    assert "disk on fire" in "\n".join(getattr(stopped.value, "__notes__", []))
+
+
 def test_rerun_skips_finished_levels(tmp_path, synthetic):
     first = experiment(tmp_path, synthetic)
     first.run_all()

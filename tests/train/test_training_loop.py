@@ -84,9 +84,14 @@ class Kill(Exception):
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"))]
 
 
+@pytest.mark.parametrize("through_store", [False, True])
 @pytest.mark.parametrize("device", DEVICES)
-def test_resume_after_kill_equals_uninterrupted(synthetic, device):
-    """On a GPU the checkpoint's tensors (and its history's) are taken on the device, without waiting."""
+def test_resume_after_kill_equals_uninterrupted(synthetic, device, through_store, tmp_path):
+    """On a GPU the checkpoint's tensors (and its history's) are taken on the device, without waiting.
+    ``through_store``: as the runner does, copied to the host and written by the store's writer thread, then
+    read back from disk (on a GPU: history and optimiser state return to the device from the host)."""
+    from lth.store import RunDir
+    run = RunDir(tmp_path, "exp", "a = 1\n")
     synthetic = synthetic.to(device)
     make = lambda seeds: make_stack(seeds).to(device)
     cfg = TrainConfig(iterations=60, batch_size=20, lr=1e-2, eval_every=10, checkpoint_every=20)
@@ -101,8 +106,12 @@ def test_resume_after_kill_equals_uninterrupted(synthetic, device):
 
     killed = make([1, 2])
     with pytest.raises(Kill):
-        train(killed, synthetic, cfg, data_seeds=[5, 6], checkpoint=lambda s: saved.update(state=s),
-              callbacks=[kill_at_50])
+        train(killed, synthetic, cfg, data_seeds=[5, 6], callbacks=[kill_at_50],
+              checkpoint=(lambda s: run.save_checkpoint_in_background("progress", s)) if through_store else
+              (lambda s: saved.update(state=s)))
+    if through_store:
+        saved["state"] = run.load_progress("progress")
+        assert all(not t.is_cuda for t in saved["state"]["optimizer"]["state"][0].values())
     assert saved["state"]["iteration"] == 40
     resumed = make([1, 2])
     history, _ = train(resumed, synthetic, cfg, data_seeds=[5, 6], resume=saved["state"])
