@@ -97,8 +97,7 @@ class RunDir:
     def __init__(self, root: Path | str, experiment: str, config_text: str):
         _check_key(experiment, "experiment")
         self.experiment = experiment
-        self._writer = None  # (thread, errors) of writes under way in the background
-        self._writer_keys: set[str] | None = None  # what the writer thread writes, when it said so
+        self._writer = None  # (thread, errors, keys it writes or None) of writes under way in the background
         self._digests: dict[str, dict] = {}  # relative path -> digest of files this object wrote
         self._verified: dict[tuple, dict] = {}  # (path, size, mtime_ns) -> digest already computed
         self._manifest_lock = threading.Lock()
@@ -275,20 +274,21 @@ class RunDir:
             except BaseException as err:  # re-raised by wait_for_writes in the training thread
                 errors.append(err)
 
-        self._writer = (threading.Thread(target=run, name=name), errors)
-        self._writer_keys = None if keys is None else {_check_key(k) for k in keys}
+        self._writer = (threading.Thread(target=run, name=name), errors,
+                        None if keys is None else {_check_key(k) for k in keys})
         self._writer[0].start()
 
     def _wait_for_writes_to(self, key: str) -> None:
         """``wait_for_writes`` unless the writer thread declared the keys it writes and ``key`` is not one."""
-        if self._writer is None or self._writer_keys is None or _check_key(key) in self._writer_keys:
+        writer = self._writer
+        if writer is None or writer[2] is None or _check_key(key) in writer[2]:
             self.wait_for_writes()
 
     def wait_for_writes(self) -> None:
         writer = self._writer
         if writer is None or writer[0] is threading.current_thread():
             return
-        thread, errors = writer
+        thread, errors, _ = writer
         thread.join()
         self._writer = None
         if errors:
