@@ -8,6 +8,8 @@ the host prepares a level, checkpoints or waits), plus Dynamo's compile times of
     python benchmarks/profile_protocol.py 'ImpConfig.levels = 2' 'TrainConfig.compile = True' \\
         --variant 'TrainConfig.checkpoint_every = 50000'
 
+A cold run compiles from nothing only with a fresh Inductor cache (TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)).
+
 (cProfile is no help here: under torch.compile its call counts and cumulative times come out garbled.)"""
 import argparse
 import time
@@ -57,7 +59,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bindings", nargs="*", help="gin bindings added to the protocol's")
     parser.add_argument("--variant", action="append", default=[], help="a warm run with this binding added too")
+    parser.add_argument("--eager-evaluation", action="store_true",
+                        help="evaluate uncompiled (still CUDA-graph captured) while the steps compile")
     args = parser.parse_args()
+    if args.eager_evaluation:
+        evaluate = lth.train.loop.evaluate
+        lth.train.loop.evaluate = lambda stack, split, batch, precision, compile, **kw: evaluate(
+            stack, split, batch, precision, False, **kw)
     timeline = DeviceTimeline()
     TrainStep.run = timeline.wrap(TrainStep.run, lambda step, *_: f"steps, stacks of {step.stack.size}")
     lth.train.loop.evaluate = timeline.wrap(lth.train.loop.evaluate, lambda *_: "evaluation")
