@@ -18,6 +18,7 @@ from lth.nets.models import build_model
 from lth.nets.stack import NetworkStack
 from lth.train.config import TrainConfig
 from lth.train.step import TrainStep, make_optimizer, matmul_precision
+from throughput import settle_compile_workers
 
 
 def make_step(size: int, data, device: torch.device) -> TrainStep:
@@ -45,6 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sets", nargs="+", help="comma-separated stack sizes trained at once, e.g. 5,15")
     parser.add_argument("--repeats", type=int, default=50, help="chunks of 100 steps timed per set")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="time at once, without waiting for Inductor's compile workers to start")
     parser.add_argument("--single-unbatched", action="store_true",
                         help="a stack of one network runs its forward pass without vmap (plain matmuls, not bmm)")
     args = parser.parse_args()
@@ -72,6 +75,8 @@ def main() -> None:
             done = 300
             hundred_steps_at_once(steps, streams, done)
             torch.cuda.synchronize()
+            if not args.no_settle:
+                settle_compile_workers(device)
             start = time.perf_counter()
             for r in range(args.repeats):
                 done += 100

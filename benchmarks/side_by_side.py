@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax_idiom  # noqa: E402
 from single_loop import SingleLoop  # noqa: E402
-from throughput import ImageDataset, commit_label, conventional_dataset, conventional_loop  # noqa: E402
+from throughput import ImageDataset, commit_label, conventional_dataset, conventional_loop, settle_compile_workers  # noqa: E402
 
 from lth.data import load_splits  # noqa: E402
 from lth.nets.models import build_model, prunable_weights  # noqa: E402
@@ -129,6 +129,8 @@ def time_lth(workload: str, data, device: torch.device, networks: int, precision
         done = 2 * GRAPH_STEPS if graphed else 1  # eager warm-up, then a chunk's capture (not timed)
         step.run(0, [lr] * done)
         _sync(device)
+        if compile:
+            settle_compile_workers(device)
         probe = chunk
         start = time.perf_counter()
         step.run(done, [lr] * probe)

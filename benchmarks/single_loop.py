@@ -129,6 +129,8 @@ class SingleLoop:
         _sync(self.device)
         self.run((self.WARMUP + 2) * self.chunk if self.graphs_on else 1)
         _sync(self.device)
+        from throughput import settle_compile_workers
+        settle_compile_workers(self.device)
         start = time.perf_counter()
         probe = self.chunk * max(1, probe // self.chunk)
         self.run(probe)

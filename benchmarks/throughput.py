@@ -155,6 +155,8 @@ def time_lth(workload: str, device: torch.device, stack_size: int, steps: int,
     with matmul_precision(precision):
         step.run(0, [lr] * (2 * GRAPH_STEPS))  # eager warm-up, then a chunk's capture (kept out of the timing)
         _sync(device)
+        if compile:
+            settle_compile_workers(device)
         start = time.perf_counter()
         step.run(2 * GRAPH_STEPS, [lr] * steps)
         _sync(device)
@@ -192,6 +194,17 @@ def time_protocol(device: torch.device, bindings: list[str], out: Path | None) -
     return dict(wall_s=wall, networks=networks, network_iterations=networks * total, levels=len(ImpPlan(experiment.context).targets),
                 peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
                 final_test_accuracy_by_level=[round(100 * v, 2) for v in final.tolist()], bindings=bindings)
+
+
+def settle_compile_workers(device: torch.device) -> None:
+    """Wait, after compiling, until Inductor's pool of compile workers has started. A process whose compiled
+    code all comes from Inductor's disk cache still starts that pool at its first compile, and while the
+    workers start (~5 s) a stack of 20's captured step ran 1.3-2.8x slower on an H200
+    (benchmarks/results/h200/concurrent_stacks.txt): a timing then measures the start-up, not the step.
+    Nothing to wait for on a CPU or where this private API is absent."""
+    from torch._inductor.async_compile import AsyncCompile
+    if device.type == "cuda" and hasattr(AsyncCompile, "wait_pool_ready"):
+        AsyncCompile.wait_pool_ready()
 
 
 def commit_label() -> str:
