@@ -32,6 +32,7 @@ from lth.nets.models import build_model
 from lth.train.config import TrainConfig
 from lth.train.evaluate import evaluate
 from lth.train.step import TrainStep, make_optimizer, matmul_precision
+from throughput import settle_compile_workers
 
 
 def hundred_steps(step: TrainStep, start: int, lr: float):
@@ -47,6 +48,7 @@ def hundred_steps(step: TrainStep, start: int, lr: float):
 def timed(fn, repeats: int) -> float:
     fn()
     torch.cuda.synchronize()
+    settle_compile_workers(torch.device("cuda"))
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
