@@ -4,10 +4,11 @@ steps on its own CUDA stream, against the same networks in one stack. A stack of
 might fill the GPU better; and the paper protocol's only sequential part is the tickets' chain (a stack of 5),
 beside which its controls could train in other stacks.
 
-    python benchmarks/concurrent_stacks.py 20 10,10 5,15 5,5,5,5 5 15 5,45 45
+    python benchmarks/concurrent_stacks.py 20 10,10 5,15 4,4,4,4,4 5 15 5,45 45
 
 Each argument is a set of stack sizes trained at once (tf32, compiled, CUDA graphs, masks at density 0.5,
-Adam, batches of 60): its rate in network-iterations/s and the time of 100 steps of every stack in the set."""
+Adam, batches of 60): its rate in network-iterations/s and the time of 100 steps of every stack in the set.
+Found on one H200: stacks on streams do not beat one stack (benchmarks/results/h200/concurrent_stacks.txt)."""
 import argparse
 import time
 
@@ -78,7 +79,7 @@ def main() -> None:
             if not args.no_settle:
                 settle_compile_workers(device)
             start = time.perf_counter()
-            for r in range(args.repeats):
+            for _ in range(args.repeats):
                 done += 100
                 hundred_steps_at_once(steps, streams, done)
             torch.cuda.synchronize()
