@@ -14,20 +14,15 @@ import time
 
 import torch
 
+from gpu_probe import half_masked_lenet300, lenet300_step
 from lth.data import load_splits
-from lth.nets.models import build_model
-from lth.nets.stack import NetworkStack
-from lth.train.config import TrainConfig
-from lth.train.step import TrainStep, make_optimizer, matmul_precision
+from lth.train.step import TrainStep, matmul_precision
 from throughput import settle_compile_workers
 
 
 def make_step(size: int, data, device: torch.device) -> TrainStep:
     """A compiled, graphed TrainStep of ``size`` LeNet-300-100s at density 0.5, its graph captured."""
-    stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(size)), device)
-    stack.set_masks({n: (torch.rand_like(m) < 0.5).float() for n, m in stack.masks.items()})
-    step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), list(range(size)), 60,
-                     graphed=True, chunk=100, precision="tf32", compile=True)
+    step = lenet300_step(half_masked_lenet300(size, device), data, graphed=True, compile=True)
     step.run(0, [1e-3] * 300)
     return step
 

@@ -35,6 +35,20 @@ from lth.train.step import TrainStep, make_optimizer, matmul_precision
 from throughput import settle_compile_workers
 
 
+def half_masked_lenet300(size: int, device: torch.device) -> NetworkStack:
+    """A stack of ``size`` LeNet-300-100s (seeds 0..size-1) with random masks at density 0.5."""
+    stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(size)), device)
+    stack.set_masks({n: (torch.rand_like(m) < 0.5).float() for n, m in stack.masks.items()})
+    return stack
+
+
+def lenet300_step(stack: NetworkStack, data, graphed: bool, compile: bool, kind: type = TrainStep) -> TrainStep:
+    """A ``kind`` (TrainStep or a subclass) over ``stack``: Adam with TrainConfig's defaults, batches of 60,
+    chunks of 100 steps, tf32."""
+    return kind(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), list(range(stack.size)), 60,
+                graphed, chunk=100, precision="tf32", compile=compile)
+
+
 def hundred_steps(step: TrainStep, start: int, lr: float):
     """A function that runs the next 100 steps of ``step`` (from iteration ``start`` on) each time it is called."""
     done = [start]
@@ -200,10 +214,8 @@ def compare_steps(stacks: list[int], variants: list[tuple[str, type, bool]]) -> 
     with matmul_precision("tf32"):
         for M in stacks:
             for name, kind, compile in variants:
-                stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
-                stack.set_masks({n: (torch.rand_like(m) < 0.5).float() for n, m in stack.masks.items()})
-                make = lambda graphed: kind(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()),
-                                            list(range(M)), 60, graphed, chunk=100, precision="tf32", compile=compile)
+                stack = half_masked_lenet300(M, dev)
+                make = lambda graphed: lenet300_step(stack, mnist, graphed, compile, kind)
                 step = make(True)
                 step.run(0, [1e-3] * 300)
                 rate = 100 / timed(hundred_steps(step, 300, 1e-3), max(10, 2000 // M))
@@ -254,10 +266,8 @@ def whole_step(stacks: list[int]) -> None:
             kinds = {"TrainStep": TrainStep, **{name: whole_step_kind(options) for name, options in variants.items()}}
             for name, kind in kinds.items():
                 for graphed in (True, False):
-                    stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), list(range(M)), dev)
-                    stack.set_masks({n: (torch.rand(m.shape, device=dev) < 0.5).float() for n, m in stack.masks.items()})
-                    step = kind(stack, mnist, make_optimizer(list(stack.params.values()), TrainConfig()), list(range(M)),
-                                60, graphed, chunk=100, precision="tf32", compile=True)
+                    stack = half_masked_lenet300(M, dev)
+                    step = lenet300_step(stack, mnist, graphed, compile=True, kind=kind)
                     start = time.perf_counter()
                     step.run(0, [1e-3] * 300)
                     torch.cuda.synchronize()

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from lth.data import augment_cifar
 from lth.nets.models import build_model, prunable_weights
+from throughput import settle_compile_workers
 
 
 class SingleLoop:
@@ -68,6 +69,7 @@ class SingleLoop:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, capturable=self.graphs_on)
         else:
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+        self.compiled = compile
         self.loss = torch.compile(self._loss, dynamic=False) if compile else self._loss
         self.update = torch.compile(self._update, dynamic=False) if compile else self._update
         self.steps_per_epoch = len(self.y) // batch
@@ -129,8 +131,8 @@ class SingleLoop:
         _sync(self.device)
         self.run((self.WARMUP + 2) * self.chunk if self.graphs_on else 1)
         _sync(self.device)
-        from throughput import settle_compile_workers
-        settle_compile_workers(self.device)
+        if self.compiled:
+            settle_compile_workers(self.device)
         start = time.perf_counter()
         probe = self.chunk * max(1, probe // self.chunk)
         self.run(probe)
