@@ -266,6 +266,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--budget-s", type=float, default=float("inf"),
                         help="skip the rows still to run once this many seconds have passed")
     parser.add_argument("--no-compile", action="store_true", help="eager single loop and lth (compiling needs a compiler)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="torch.backends.cudnn.benchmark = True for every method: cuDNN times its algorithms "
+                             "for each convolution shape and keeps the fastest (the conv nets' rows)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny synthetic data, stacks of 1-2, a few steps, no compilation: checks that it runs")
     parser.add_argument("--out", type=Path, help="folder for side_by_side.md and side_by_side.csv")
@@ -277,6 +280,7 @@ def main(argv=None) -> list[dict]:
             WORKLOADS[name] = (model, data, 4, opt, lr)
     device = torch.device(args.device)
     compile = not args.no_compile
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     for limit in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
         if hasattr(torch._dynamo.config, limit):  # one compiled step per (model, M, precision): many recompiles
             setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
@@ -286,7 +290,8 @@ def main(argv=None) -> list[dict]:
     header = (f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}; "
               f"commit {commit_label()}; "
               f"torch {torch.__version__}; jax {_jax_version()}; CUDA graphs {'on' if use_cuda_graphs(device) else 'off'}; "
-              f"compile {'on' if compile else 'off'}; ~{args.seconds:g} s timed per row"
+              f"compile {'on' if compile else 'off'}; cuDNN benchmark {'on' if args.cudnn_benchmark else 'off'}; "
+              f"~{args.seconds:g} s timed per row"
               + ("; SMOKE (tiny synthetic data, batch 4, 16x16 conv inputs: not a measurement)" if args.smoke else ""))
     rows: list[dict] = []
     start = time.perf_counter()
