@@ -99,6 +99,9 @@ def main() -> None:
     parser.add_argument("--whole-step", action="store_true", help="time the whole step compiled as one, then stop")
     parser.add_argument("--update-scalars", action="store_true",
                         help="Adam's bias corrections computed once per tensor (lth) against inside the update's kernel, then stop")
+    parser.add_argument("--fused-mlp", action="store_true",
+                        help="compiled steps with the FC tail fused into Triton kernels (lth's default there) against "
+                             "torch's batched matmuls, then stop")
     parser.add_argument("--eager-update", action="store_true",
                         help="uncompiled steps: lth's update op by op against torch's fused Adam, then stop")
     args = parser.parse_args()
@@ -106,6 +109,9 @@ def main() -> None:
         return update_scalars(args.stack)
     if args.eager_update:
         return eager_update(args.stack)
+    if args.fused_mlp:
+        return compare_steps(args.stack, [("tail as batched matmuls", partial(TrainStep, fused_mlp=False), True),
+                                          ("tail fused (lth.train.fused_mlp)", TrainStep, True)])
     if args.conv_profile:
         for M in args.stack:
             conv_profile(args.conv_profile, M, args.layouts)
@@ -374,11 +380,12 @@ def channels_last(stack: NetworkStack, step: TrainStep) -> None:
     channels_last_weights(stack, step)
     losses = step.losses
 
-    def channels_last_losses(template, params, buffers, x, y, autocast):
-        return losses(template, params, buffers, x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2), y, autocast)
+    def channels_last_losses(template, params, buffers, x, y, autocast, fused=None):
+        x = x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)
+        return losses(template, params, buffers, x, y, autocast, fused)
 
-    def channels_last_indexed(template, params, buffers, x, y, idx, running, autocast):
-        total, each = channels_last_losses(template, params, buffers, x[idx], y[idx], autocast)
+    def channels_last_indexed(template, params, buffers, x, y, idx, running, autocast, fused=None):
+        total, each = channels_last_losses(template, params, buffers, x[idx], y[idx], autocast, fused)
         running.add_(each)
         return total
     step.losses, step.indexed_losses = channels_last_losses, channels_last_indexed

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from lth.data import DataSplits, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
 from lth.nets.stack import NetworkStack, stacked_forward
+from lth.train import fused_mlp
 from lth.train.config import TrainConfig
 from lth.train.optim import compile_per_shape, masked_update
 
@@ -55,13 +56,18 @@ class TrainStep:
     (CPU, and the first steps on a GPU) or is captured as a CUDA graph and replayed with
     identical arithmetic: on a GPU the host launches one graph per chunk instead of about fifty
     kernels per step, so a slow or busy CPU never starves the GPU. Augmented data (drawn on the
-    host side of the graph) goes one step at a time."""
+    host side of the graph) goes one step at a time.
+
+    ``fused_mlp``: compute the loss of `FC` stacks (LeNet-300-100) with their last two layers and the loss
+    fused into Triton kernels (`lth.train.fused_mlp`); None: where that is the fast path (compiled, on a
+    GPU with Triton, fp32 or tf32, a stack `fused_mlp.tail_layers` accepts). True raises ValueError for a
+    stack or precision it cannot take."""
 
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
 
     def __init__(self, stack: NetworkStack, data: DataSplits, optimizer: torch.optim.Optimizer,
                  seeds: Sequence[int], batch_size: int, graphed: bool, chunk: int = 1, precision: str = "fp32",
-                 replica: tuple[int, int] | None = None, compile: bool = False):
+                 replica: tuple[int, int] | None = None, compile: bool = False, fused_mlp: bool | None = None):
         self.stack, self.data, self.optimizer = stack, data, optimizer
         self.replica = replica  # (rank, world) under data parallelism: this process's share of each batch
         self.seeds, self.batch_size = list(seeds), batch_size
@@ -69,6 +75,7 @@ class TrainStep:
         self.chunk = 1 if data.augment else max(1, chunk)
         self.autocast = precision == "bf16"
         self.compile = compile
+        self.fused = _fused_tail(stack, batch_size, precision, compile, fused_mlp)
         self.losses = compiled(stacked_losses) if compile else stacked_losses
         self.indexed_losses = compiled(indexed_losses) if compile else indexed_losses
         self.per_epoch = steps_per_epoch(len(data.train), batch_size)
@@ -131,14 +138,14 @@ class TrainStep:
             if self.replica is not None:
                 rank, world = self.replica
                 x, y = x[:, rank::world], y[:, rank::world]
-            total, losses = self.losses(stack.template, stack.params, stack.buffers, x, y, self.autocast)
+            total, losses = self.losses(stack.template, stack.params, stack.buffers, x, y, self.autocast, self.fused)
             total.backward(self.one)  # networks are independent: each gets its own gradient
             if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
                 losses = _all_mean([losses] + [p.grad for p in stack.params.values() if p.grad is not None])[0]
             self.running += losses
         else:  # the batch gather and the running loss inside the (compiled) loss: fewer kernels per step
             self.indexed_losses(stack.template, stack.params, stack.buffers, self.data.train.x, self.data.train.y,
-                                idx, self.running, self.autocast).backward(self.one)
+                                idx, self.running, self.autocast, self.fused).backward(self.one)
         self._update(k)
 
     def _update(self, k: int) -> None:
@@ -173,23 +180,46 @@ def stacked_logits(template: torch.nn.Module, params: dict[str, torch.Tensor], b
 
 
 def stacked_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                   x: torch.Tensor, y: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                   x: torch.Tensor, y: torch.Tensor, autocast: bool,
+                   fused: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over networks, to call backward on; (M,) detached) mean training loss of each network of a
-    stack on its batch. The sum is taken here so a compiled step fuses it into the loss."""
-    logits = stacked_logits(template, params, buffers, x, autocast)
-    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+    stack on its batch. The sum is taken here so a compiled step fuses it into the loss. ``fused``:
+    (layers, matmul precision) for `lth.train.fused_mlp.fc_losses`, or None for the stack's forward pass."""
+    if fused is not None:
+        losses = fused_mlp.fc_losses(params, fused[0], x, y, fused[1])
+    else:
+        logits = stacked_logits(template, params, buffers, x, autocast)
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
     return losses.sum(), losses.detach()
 
 
 def indexed_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                    x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, running: torch.Tensor,
-                   autocast: bool) -> torch.Tensor:
+                   autocast: bool, fused: tuple | None = None) -> torch.Tensor:
     """`stacked_losses` of the batches ``x[idx]``, ``y[idx]`` (``idx``: (M, B) example indices into a
     whole split), adding each network's loss to ``running`` ((M,), in place); returns the sum over
     networks to call backward on. Compiled, the label gather and the running sum fuse into the loss."""
-    total, losses = stacked_losses(template, params, buffers, x[idx], y[idx], autocast)
+    total, losses = stacked_losses(template, params, buffers, x[idx], y[idx], autocast, fused)
     running.add_(losses)
     return total
+
+
+def _fused_tail(stack: NetworkStack, batch_size: int, precision: str, compile: bool,
+                wanted: bool | None) -> tuple | None:
+    """(layers, Triton matmul precision) for `stacked_losses` when the stack's loss runs through
+    `lth.train.fused_mlp` (see `TrainStep`), else None."""
+    if wanted is False:
+        return None
+    layers = fused_mlp.tail_layers(stack, batch_size) if precision in ("fp32", "tf32") else None
+    if wanted is None:
+        fast = compile and stack.device.type == "cuda" and fused_mlp.available()
+        return (layers, "ieee" if precision == "fp32" else "tf32") if fast and layers else None
+    if layers is None or not fused_mlp.available():
+        raise ValueError(f"fused_mlp=True needs Triton and a plain stack of FC networks with biases (last hidden "
+                         f"width <= {fused_mlp.MAX_HIDDEN}, <= {fused_mlp.MAX_CLASSES} classes, batch <= "
+                         f"{fused_mlp.MAX_BATCH}) at precision 'fp32' or 'tf32'; got a {type(stack).__name__} of "
+                         f"{type(stack.template).__name__}, batch {batch_size}, precision {precision!r}")
+    return layers, "ieee" if precision == "fp32" else "tf32"
 
 
 @functools.cache

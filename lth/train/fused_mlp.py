@@ -1,0 +1,203 @@
+"""The training loss of a stack of fully connected networks with its last two layers fused into Triton kernels.
+
+A stacked LeNet-300-100 step on a GPU is a chain of small kernels: with torch's batched matmuls the layers
+after the first (300 -> 100 -> 10), the loss and their backward pass are about fifteen launches of a few
+microseconds each, most of them too small to fill the GPU. Here one kernel per network computes that tail
+(hidden layer, ReLU, output layer, softmax cross-entropy) and a second one its backward pass (recomputing the
+tail's forward pass, which is cheaper than storing it): two launches instead of about fifteen. The first
+layer (784 -> 300 for LeNet-300-100) and any layers before the tail stay batched matmuls, which are large
+enough for cuBLAS, and autograd computes their gradients from the tail's input gradient.
+
+Used by `lth.train.step.TrainStep` for `lth.nets.models.FC` stacks (LeNet-300-100 and the ``fc`` model) with
+biases, compiled, on a GPU with Triton, at fp32 or tf32 precision (`tail_layers` says when). The arithmetic is
+the unfused path's: the mean cross-entropy of ``relu(a @ W2^T + b2) @ W3^T + b3``, its matmuls at the same
+precision (TF32 tensor cores for tf32, full fp32 for fp32), equal to it up to floating-point rounding
+(tests/train/test_fused_mlp.py; on a CPU under ``TRITON_INTERPRET=1``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from lth.nets.models import FC
+from lth.nets.stack import NetworkStack
+
+MAX_BATCH, MAX_HIDDEN, MAX_CLASSES = 128, 256, 64  # the kernel keeps a (batch x hidden) tile in registers
+
+
+def available() -> bool:
+    """Whether Triton can be imported (it ships with torch's CUDA wheels on Linux)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def tail_layers(stack: NetworkStack, batch: int) -> tuple[tuple[str, str], ...] | None:
+    """(weight name, bias name) of every linear layer of ``stack``, in order, if its training loss can run
+    through the fused tail: a plain `NetworkStack` of `FC` networks (nn.Linear layers only, at least one hidden
+    layer, with biases, no buffers), the last hidden width at most MAX_HIDDEN, at most MAX_CLASSES classes and
+    ``batch`` at most MAX_BATCH examples per network; else None."""
+    template = stack.template
+    if type(stack) is not NetworkStack or not isinstance(template, FC) or stack.buffers:
+        return None
+    linears = list(template.fc)
+    if len(linears) < 2 or any(type(layer) is not nn.Linear or layer.bias is None for layer in linears):
+        return None
+    names = tuple((f"fc.{i}.weight", f"fc.{i}.bias") for i in range(len(linears)))
+    if set(stack.params) != {name for pair in names for name in pair}:
+        return None
+    hidden, classes = linears[-1].in_features, linears[-1].out_features
+    if hidden > MAX_HIDDEN or classes > MAX_CLASSES or batch > MAX_BATCH:
+        return None
+    return names
+
+
+def fc_losses(params: dict[str, torch.Tensor], layers: Sequence[tuple[str, str]], x: torch.Tensor, y: torch.Tensor,
+              precision: str) -> torch.Tensor:
+    """(M,) mean cross-entropy of each network of an `FC` stack on its batch: ``x`` (M, B, ...) inputs (flattened
+    here), ``y`` (M, B) int64 labels, ``params`` the stack's tensors (weights (M, out, in)), ``layers`` from
+    `tail_layers`, ``precision`` 'tf32' (TF32 tensor cores) or 'ieee' (full fp32) for the tail's matmuls. The
+    layers before the last two are batched matmuls (+ ReLU); the last two and the loss are the fused kernels."""
+    h = x.flatten(2)
+    for weight, bias in layers[:-2]:
+        h = torch.relu(torch.baddbmm(params[bias].unsqueeze(1), h, params[weight].transpose(1, 2)))
+    (w2, b2), (w3, b3) = layers[-2:]
+    return torch.ops.lth.mlp_tail_loss(h, params[w2], params[b2], params[w3], params[b3], y, precision)
+
+
+# ---- the kernels --------------------------------------------------------------------------------
+
+@functools.cache
+def _kernel():
+    """The Triton kernel, made on first use (so that importing lth needs no Triton, and TRITON_INTERPRET set
+    before the first call runs it on a CPU)."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def mlp_tail(a_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, y_ptr, g_ptr,
+                 loss_ptr, da_ptr, dw2_ptr, db2_ptr, dw3_ptr, db3_ptr,
+                 B, K, H, C,
+                 s_an, s_ab, s_ak, s_w2n, s_w2o, s_w2i, s_w3n, s_w3o, s_w3i, s_yn, s_yb,
+                 BP: tl.constexpr, HP: tl.constexpr, CP: tl.constexpr, BK: tl.constexpr,
+                 GRADS: tl.constexpr, PRECISION: tl.constexpr):
+        # One program per network n: a (B, K) input, W2 (H, K), b2 (H,), W3 (C, H), b3 (C,), labels (B,).
+        n = tl.program_id(0)
+        rb, rh, rc, rk = tl.arange(0, BP), tl.arange(0, HP), tl.arange(0, CP), tl.arange(0, BK)
+        b_ok, h_ok, c_ok = rb < B, rh < H, rc < C
+        a_base, w2_base = a_ptr + n * s_an, w2_ptr + n * s_w2n
+        z2 = tl.zeros((BP, HP), dtype=tl.float32)
+        for k0 in range(0, K, BK):
+            kk = k0 + rk
+            a = tl.load(a_base + rb[:, None] * s_ab + kk[None, :] * s_ak, mask=b_ok[:, None] & (kk[None, :] < K),
+                        other=0.0)
+            w = tl.load(w2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o, mask=(kk[:, None] < K) & h_ok[None, :],
+                        other=0.0)
+            z2 = tl.dot(a, w, z2, input_precision=PRECISION)
+        z2 += tl.load(b2_ptr + n * H + rh, mask=h_ok, other=0.0)[None, :]
+        a2 = tl.where(b_ok[:, None] & (z2 > 0), z2, 0.0)  # padded rows would be relu(b2): zero them
+        w3t = tl.load(w3_ptr + n * s_w3n + rh[:, None] * s_w3i + rc[None, :] * s_w3o,
+                      mask=h_ok[:, None] & c_ok[None, :], other=0.0)  # (HP, CP): W3 transposed
+        logits = tl.dot(a2, w3t, input_precision=PRECISION)
+        logits += tl.load(b3_ptr + n * C + rc, mask=c_ok, other=0.0)[None, :]
+        logits = tl.where(c_ok[None, :], logits, float("-inf"))
+        labels = tl.load(y_ptr + n * s_yn + rb * s_yb, mask=b_ok, other=0)
+        top = tl.max(logits, 1)
+        e = tl.exp(logits - top[:, None])
+        total = tl.sum(e, 1)
+        hit = rc[None, :] == labels[:, None]
+        if not GRADS:
+            per_example = top + tl.log(total) - tl.sum(tl.where(hit, logits, 0.0), 1)
+            tl.store(loss_ptr + n, tl.sum(tl.where(b_ok, per_example, 0.0), 0) / B)
+        else:
+            scale = tl.load(g_ptr + n) / B  # d(mean loss)/d(logits) = (softmax - onehot) / B, times the seed
+            dlogits = (e / total[:, None] - tl.where(hit, 1.0, 0.0)) * scale
+            dlogits = tl.where(b_ok[:, None] & c_ok[None, :], dlogits, 0.0)
+            dw3t = tl.dot(tl.trans(a2), dlogits, input_precision=PRECISION)  # (HP, CP)
+            tl.store(dw3_ptr + n * s_w3n + rh[:, None] * s_w3i + rc[None, :] * s_w3o, dw3t,
+                     mask=h_ok[:, None] & c_ok[None, :])
+            tl.store(db3_ptr + n * C + rc, tl.sum(dlogits, 0), mask=c_ok)
+            dz2 = tl.where(a2 > 0, tl.dot(dlogits, tl.trans(w3t), input_precision=PRECISION), 0.0)  # (BP, HP)
+            tl.store(db2_ptr + n * H + rh, tl.sum(dz2, 0), mask=h_ok)
+            dw2_base, da_base = dw2_ptr + n * s_w2n, da_ptr + n * B * K
+            for k0 in range(0, K, BK):
+                kk = k0 + rk
+                k_ok = kk < K
+                a = tl.load(a_base + rb[:, None] * s_ab + kk[None, :] * s_ak, mask=b_ok[:, None] & k_ok[None, :],
+                            other=0.0)
+                dw2t = tl.dot(tl.trans(a), dz2, input_precision=PRECISION)  # (BK, HP): W2's gradient, transposed
+                tl.store(dw2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o, dw2t, mask=k_ok[:, None] & h_ok[None, :])
+                w = tl.load(w2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o, mask=k_ok[:, None] & h_ok[None, :],
+                            other=0.0)
+                da = tl.dot(dz2, tl.trans(w), input_precision=PRECISION)  # (BP, BK): the input's gradient
+                tl.store(da_base + rb[:, None] * K + kk[None, :], da, mask=b_ok[:, None] & k_ok[None, :])
+
+    return mlp_tail
+
+
+def _launch(a, w2, b2, w3, b3, y, precision: str, grad=None, outputs=()):
+    if precision not in ("tf32", "ieee"):
+        raise ValueError(f"precision must be 'tf32' or 'ieee', got {precision!r}")
+    networks, batch, width = a.shape
+    hidden, classes = w2.shape[1], w3.shape[1]
+    dummy = a.new_empty(0)
+    loss, da, dw2, db2, dw3, db3 = (dummy, *outputs) if grad is not None else (outputs[0], *[dummy] * 5)
+    pow2 = lambda v: max(16, 1 << (int(v) - 1).bit_length())
+    _kernel()[(networks,)](
+        a, w2, b2.contiguous(), w3, b3.contiguous(), y, grad if grad is not None else dummy,
+        loss, da, dw2, db2, dw3, db3, batch, width, hidden, classes,
+        *a.stride(), *w2.stride(), *w3.stride(), *y.stride(),
+        BP=pow2(batch), HP=pow2(hidden), CP=pow2(classes), BK=32, GRADS=grad is not None, PRECISION=precision,
+        num_warps=8)
+
+
+@torch.library.custom_op("lth::mlp_tail_loss", mutates_args=())
+def mlp_tail_loss(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
+                  y: torch.Tensor, precision: str) -> torch.Tensor:
+    """(M,) mean cross-entropy of ``relu(a @ W2^T + b2) @ W3^T + b3`` against ``y``: a (M, B, K) fp32,
+    w2 (M, H, K), b2 (M, H), w3 (M, C, H), b3 (M, C) (any strides), y (M, B) int64."""
+    loss = a.new_empty(a.shape[0])
+    _launch(a, w2, b2, w3, b3, y, precision, outputs=(loss,))
+    return loss
+
+
+@mlp_tail_loss.register_fake
+def _(a, w2, b2, w3, b3, y, precision):
+    return a.new_empty(a.shape[0])
+
+
+@torch.library.custom_op("lth::mlp_tail_grads", mutates_args=())
+def mlp_tail_grads(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
+                   y: torch.Tensor, grad: torch.Tensor, precision: str
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of ``(grad * mlp_tail_loss(...)).sum()`` with respect to a, w2, b2, w3, b3 (each weight's
+    in the weight's own strides, so autograd stores it without a copy)."""
+    outputs = _grad_buffers(a, w2, b2, w3, b3)
+    _launch(a, w2, b2, w3, b3, y, precision, grad=grad.contiguous(), outputs=outputs)
+    return outputs
+
+
+@mlp_tail_grads.register_fake
+def _(a, w2, b2, w3, b3, y, grad, precision):
+    return _grad_buffers(a, w2, b2, w3, b3)
+
+
+def _grad_buffers(a, w2, b2, w3, b3) -> tuple[torch.Tensor, ...]:
+    like = lambda t: torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+    return a.new_empty(a.shape), like(w2), b2.new_empty(b2.shape), like(w3), b3.new_empty(b3.shape)
+
+
+def _setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:6])
+    ctx.precision = inputs[6]
+
+
+def _backward(ctx, grad):
+    a, w2, b2, w3, b3, y = ctx.saved_tensors
+    return (*torch.ops.lth.mlp_tail_grads(a, w2, b2, w3, b3, y, grad, ctx.precision), None, None)
+
+
+mlp_tail_loss.register_autograd(_backward, setup_context=_setup)

@@ -1,0 +1,150 @@
+"""The fused tail of FC stacks (lth.train.fused_mlp): it computes the stack's own loss and gradients, and is
+taken exactly where it applies. On a CPU the Triton kernels run under TRITON_INTERPRET=1 (in a subprocess:
+Triton reads the variable when a kernel is made)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from lth.data import load_splits
+from lth.nets.models import build_model
+from lth.nets.stack import NetworkStack
+from lth.train import fused_mlp
+from lth.train.config import TrainConfig
+from lth.train.step import TrainStep, make_optimizer
+
+needs_triton = pytest.mark.skipif(not fused_mlp.available(), reason="needs Triton (torch's CUDA wheels ship it)")
+
+
+def fc_stack(size=2, **kwargs):
+    kwargs = kwargs or {"widths": (300, 100)}
+    return NetworkStack.build(lambda s: build_model("fc", (1, 8, 8), 10, seed=s, **kwargs), list(range(size)))
+
+
+def test_tail_layers_accepts_plain_fc_stacks_only():
+    from lth.nets.supermask import SupermaskStack  # noqa: F401  (a stack of another kind: refused below)
+    assert fused_mlp.tail_layers(fc_stack(), 60) == (("fc.0.weight", "fc.0.bias"), ("fc.1.weight", "fc.1.bias"),
+                                                     ("fc.2.weight", "fc.2.bias"))
+    assert fused_mlp.tail_layers(fc_stack(), fused_mlp.MAX_BATCH + 1) is None
+    assert fused_mlp.tail_layers(fc_stack(widths=(64, fused_mlp.MAX_HIDDEN + 1)), 60) is None
+    assert fused_mlp.tail_layers(fc_stack(widths=(32,), bias=False), 60) is None
+    assert fused_mlp.tail_layers(fc_stack(widths=()), 60) is None  # no hidden layer: no tail of two layers
+    conv = NetworkStack.build(lambda s: build_model("conv2", (3, 8, 8), 10, seed=s), [0])
+    assert fused_mlp.tail_layers(conv, 60) is None
+
+    class Subclassed(NetworkStack):  # another stack's forward pass may differ: only NetworkStack itself
+        pass
+    stack = fc_stack()
+    assert fused_mlp.tail_layers(Subclassed(stack.template, stack.params, stack.buffers), 60) is None
+
+
+def test_fused_mlp_true_refuses_what_it_cannot_take():
+    data = load_splits("synthetic", synthetic_shape=(3, 8, 8), synthetic_sizes=(100, 20, 20))
+    conv = NetworkStack.build(lambda s: build_model("conv2", (3, 8, 8), 10, seed=s), [0])
+    with pytest.raises(ValueError, match="fused_mlp=True needs .*ConvNet"):
+        TrainStep(conv, data, make_optimizer(list(conv.params.values()), TrainConfig()), [0], 20, False,
+                  fused_mlp=True)
+    stack = fc_stack()
+    with pytest.raises(ValueError, match="precision 'bf16'"):
+        TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1], 20, False,
+                  precision="bf16", fused_mlp=True)
+
+
+def test_fused_tail_is_not_taken_where_it_is_not_the_fast_path():
+    data = load_splits("synthetic", synthetic_shape=(1, 8, 8), synthetic_sizes=(100, 20, 20))
+    stack = fc_stack()
+    make = lambda **kw: TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1], 20,
+                                  False, **kw)
+    assert make(compile=True).fused is None  # on a CPU: the stack's own (compiled) forward pass
+    assert make(compile=True, fused_mlp=False).fused is None
+
+
+INTERPRETED = textwrap.dedent("""
+    import torch
+    from lth.data import load_splits
+    from lth.nets.models import build_model
+    from lth.nets.stack import NetworkStack
+    from lth.train import fused_mlp
+    from lth.train.config import TrainConfig
+    from lth.train.step import TrainStep, make_optimizer, matmul_precision, stacked_logits
+
+    torch.manual_seed(0)
+    # widths and batch not powers of two (the kernels pad them), three hidden layers (one before the tail)
+    make = lambda: NetworkStack.build(lambda s: build_model("fc", (1, 8, 8), 10, seed=s, widths=(48, 40, 20)),
+                                      [0, 1, 2])
+    stack = make()
+    stack.set_masks({n: (torch.rand(m.shape) < 0.5).float() for n, m in stack.masks.items()})
+    x, y = torch.randn(3, 19, 1, 8, 8), torch.randint(0, 10, (3, 19))
+    seed = torch.tensor([1.0, -0.5, 2.0])  # a backward seed other than ones: each network's gradient is scaled
+    worst = 0.0
+    with matmul_precision("fp32"):
+        logits = stacked_logits(stack.template, stack.params, stack.buffers, x, False)
+        reference = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
+        (reference * seed).sum().backward()
+        expected = {n: p.grad.clone() for n, p in stack.params.items()}
+        for p in stack.params.values():
+            p.grad = None
+        losses = fused_mlp.fc_losses(stack.params, fused_mlp.tail_layers(stack, 19), x, y, "ieee")
+        (losses * seed).sum().backward()
+        torch.testing.assert_close(losses, reference, rtol=1e-6, atol=1e-6)
+        for n, p in stack.params.items():
+            assert p.grad.stride() == p.stride(), n
+            torch.testing.assert_close(p.grad, expected[n], rtol=1e-5, atol=1e-6)
+        # TrainStep with the fused tail against without it: a few compiled Adam steps on masked networks
+        data = load_splits("synthetic", synthetic_shape=(1, 8, 8), synthetic_sizes=(200, 20, 20))
+        finals = []
+        for fused in (False, True):
+            stack = make()
+            stack.set_masks({n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+                             for n, m in stack.masks.items()})
+            step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig(lr=1e-3)),
+                             [0, 1, 2], 19, False, precision="fp32", compile=True, fused_mlp=fused)
+            assert (step.fused is not None) == fused
+            step.run(0, [1e-3] * 3)
+            stack.check_masks()
+            finals.append(({n: p.detach().clone() for n, p in stack.params.items()}, step.take_running_loss()))
+        torch.testing.assert_close(finals[1][1], finals[0][1], rtol=1e-5, atol=1e-6)
+        for n in finals[0][0]:
+            torch.testing.assert_close(finals[1][0][n], finals[0][0][n], rtol=1e-4, atol=1e-5)
+    print("fused tail equals the stack's own loss and gradients")
+""")
+
+
+@needs_triton
+def test_fused_tail_equals_the_stacks_own_loss_and_gradients_interpreted():
+    """Loss, gradients (a backward seed per network; each in its weight's layout) and three compiled TrainStep
+    updates equal the stack's own vmapped forward pass, the kernels run by Triton's interpreter on a CPU."""
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, "-c", INTERPRETED], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "fused tail equals" in done.stdout
+
+
+@needs_triton
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("precision", ["tf32", "fp32"])
+def test_fused_tail_trains_like_the_unfused_step_on_a_gpu(precision):
+    """LeNet-300-100 stacks trained 200 compiled, captured steps with the fused tail (the default there) and
+    without: the same losses and weights up to the precision's rounding (TF32's 10-bit mantissa in tf32)."""
+    from lth.train.step import GRAPH_STEPS, matmul_precision
+    data = load_splits("synthetic", synthetic_shape=(1, 28, 28), synthetic_sizes=(3000, 100, 100), device="cuda")
+    finals = []
+    for fused in (False, None):
+        stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), [0, 1, 2], "cuda")
+        stack.set_masks({n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+                         for n, m in stack.masks.items()})
+        step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1, 2], 60, True,
+                         chunk=GRAPH_STEPS, precision=precision, compile=True, fused_mlp=fused)
+        assert (step.fused is None) == (fused is False)
+        with matmul_precision(precision):
+            step.run(0, [1.2e-3] * 2 * GRAPH_STEPS)
+        stack.check_masks()
+        finals.append(({n: p.detach().clone() for n, p in stack.params.items()}, step.take_running_loss()))
+    tolerance = dict(rtol=2e-2, atol=2e-3) if precision == "tf32" else dict(rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(finals[1][1], finals[0][1], **tolerance)
+    for name in finals[0][0]:
+        torch.testing.assert_close(finals[1][0][name], finals[0][0][name], **tolerance)
