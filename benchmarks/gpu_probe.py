@@ -31,6 +31,7 @@ from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model
 from lth.train.config import TrainConfig
 from lth.train.evaluate import evaluate
+from lth.train import fused_mlp
 from lth.train.step import TrainStep, make_optimizer, matmul_precision
 from throughput import settle_compile_workers
 
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("--fused-mlp", action="store_true",
                         help="compiled steps with the FC tail fused into Triton kernels (lth's default there) against "
                              "torch's batched matmuls, then stop")
+    parser.add_argument("--tiles", nargs="+", default=["64:8"],
+                        help="with --fused-mlp: BLOCK_K:NUM_WARPS settings of lth.train.fused_mlp's kernel to time")
     parser.add_argument("--eager-update", action="store_true",
                         help="uncompiled steps: lth's update op by op against torch's fused Adam, then stop")
     args = parser.parse_args()
@@ -110,8 +113,9 @@ def main() -> None:
     if args.eager_update:
         return eager_update(args.stack)
     if args.fused_mlp:
-        return compare_steps(args.stack, [("tail as batched matmuls", partial(TrainStep, fused_mlp=False), True),
-                                          ("tail fused (lth.train.fused_mlp)", TrainStep, True)])
+        return compare_steps(args.stack, [("tail as batched matmuls", partial(TrainStep, fused_mlp=False), True)] + [
+            (f"tail fused (lth.train.fused_mlp), BLOCK_K {tile}, {warps} warps", partial(fused_tile, tile, warps), True)
+            for tile, warps in (map(int, t.split(":")) for t in args.tiles)])
     if args.conv_profile:
         for M in args.stack:
             conv_profile(args.conv_profile, M, args.layouts)
@@ -197,6 +201,13 @@ class TorchFusedStep(TrainStep):
         names = list(self.stack.params)
         masked_update(self.optimizer, [self.stack.params[n] for n in names],
                       [self.stack.gradient_masks.get(n) for n in names], self.lr_plan[k], torch_fused=True)
+
+
+def fused_tile(tile: int, warps: int, *args, **kwargs) -> TrainStep:
+    """A TrainStep whose fused FC tail runs with BLOCK_K ``tile`` and ``warps`` warps (read at every launch:
+    the setting holds until the next variant is built)."""
+    fused_mlp.BLOCK_K, fused_mlp.NUM_WARPS = tile, warps
+    return TrainStep(*args, **kwargs)
 
 
 def update_scalars(stacks: list[int]) -> None:

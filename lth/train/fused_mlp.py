@@ -65,7 +65,7 @@ def fc_losses(params: dict[str, torch.Tensor], layers: Sequence[tuple[str, str]]
     for weight, bias in layers[:-2]:
         h = torch.relu(torch.baddbmm(params[bias].unsqueeze(1), h, params[weight].transpose(1, 2)))
     (w2, b2), (w3, b3) = layers[-2:]
-    return torch.ops.lth.mlp_tail_loss(h, params[w2], params[b2], params[w3], params[b3], y, precision)
+    return torch.ops.lth.mlp_tail(h, params[w2], params[b2], params[w3], params[b3], y, precision)[0]
 
 
 # ---- the kernels --------------------------------------------------------------------------------
@@ -78,14 +78,17 @@ def _kernel():
     import triton.language as tl
 
     @triton.jit
-    def mlp_tail(a_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, y_ptr, g_ptr,
+    def mlp_tail(a_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, y_ptr,
                  loss_ptr, da_ptr, dw2_ptr, db2_ptr, dw3_ptr, db3_ptr,
-                 B, K, H, C,
                  s_an, s_ab, s_ak, s_w2n, s_w2o, s_w2i, s_w3n, s_w3o, s_w3i, s_yn, s_yb,
-                 BP: tl.constexpr, HP: tl.constexpr, CP: tl.constexpr, BK: tl.constexpr,
-                 GRADS: tl.constexpr, PRECISION: tl.constexpr):
-        # One program per network n: a (B, K) input, W2 (H, K), b2 (H,), W3 (C, H), b3 (C,), labels (B,).
+                 B: tl.constexpr, K: tl.constexpr, H: tl.constexpr, C: tl.constexpr,  # one compilation per shape
+                 BP: tl.constexpr, HP: tl.constexpr, CP: tl.constexpr, BK: tl.constexpr, SPLIT: tl.constexpr,
+                 PRECISION: tl.constexpr):
+        # Program (n, s): network n's a (B, K), W2 (H, K), b2 (H,), W3 (C, H), b3 (C,), labels (B,). Every
+        # program of a network computes its forward pass and output gradients; program s writes the gradients
+        # of W2's columns and of a's columns k0 .. k0 + BK - 1 for k0 = s * BK, (s + SPLIT) * BK, ...
         n = tl.program_id(0)
+        s = tl.program_id(1)
         rb, rh, rc, rk = tl.arange(0, BP), tl.arange(0, HP), tl.arange(0, CP), tl.arange(0, BK)
         b_ok, h_ok, c_ok = rb < B, rh < H, rc < C
         a_base, w2_base = a_ptr + n * s_an, w2_ptr + n * s_w2n
@@ -109,95 +112,85 @@ def _kernel():
         e = tl.exp(logits - top[:, None])
         total = tl.sum(e, 1)
         hit = rc[None, :] == labels[:, None]
-        if not GRADS:
+        # d(mean loss)/d(logits) = (softmax - onehot) / B
+        dlogits = tl.where(b_ok[:, None] & c_ok[None, :], (e / total[:, None] - tl.where(hit, 1.0, 0.0)) / B, 0.0)
+        dz2 = tl.where(a2 > 0, tl.dot(dlogits, tl.trans(w3t), input_precision=PRECISION), 0.0)  # (BP, HP)
+        if s == 0:
             per_example = top + tl.log(total) - tl.sum(tl.where(hit, logits, 0.0), 1)
             tl.store(loss_ptr + n, tl.sum(tl.where(b_ok, per_example, 0.0), 0) / B)
-        else:
-            scale = tl.load(g_ptr + n) / B  # d(mean loss)/d(logits) = (softmax - onehot) / B, times the seed
-            dlogits = (e / total[:, None] - tl.where(hit, 1.0, 0.0)) * scale
-            dlogits = tl.where(b_ok[:, None] & c_ok[None, :], dlogits, 0.0)
             dw3t = tl.dot(tl.trans(a2), dlogits, input_precision=PRECISION)  # (HP, CP)
             tl.store(dw3_ptr + n * s_w3n + rh[:, None] * s_w3i + rc[None, :] * s_w3o, dw3t,
                      mask=h_ok[:, None] & c_ok[None, :])
             tl.store(db3_ptr + n * C + rc, tl.sum(dlogits, 0), mask=c_ok)
-            dz2 = tl.where(a2 > 0, tl.dot(dlogits, tl.trans(w3t), input_precision=PRECISION), 0.0)  # (BP, HP)
             tl.store(db2_ptr + n * H + rh, tl.sum(dz2, 0), mask=h_ok)
-            dw2_base, da_base = dw2_ptr + n * s_w2n, da_ptr + n * B * K
-            for k0 in range(0, K, BK):
-                kk = k0 + rk
-                k_ok = kk < K
-                a = tl.load(a_base + rb[:, None] * s_ab + kk[None, :] * s_ak, mask=b_ok[:, None] & k_ok[None, :],
-                            other=0.0)
-                dw2t = tl.dot(tl.trans(a), dz2, input_precision=PRECISION)  # (BK, HP): W2's gradient, transposed
-                tl.store(dw2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o, dw2t, mask=k_ok[:, None] & h_ok[None, :])
-                w = tl.load(w2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o, mask=k_ok[:, None] & h_ok[None, :],
-                            other=0.0)
-                da = tl.dot(dz2, tl.trans(w), input_precision=PRECISION)  # (BP, BK): the input's gradient
-                tl.store(da_base + rb[:, None] * K + kk[None, :], da, mask=b_ok[:, None] & k_ok[None, :])
+        dw2_base, da_base = dw2_ptr + n * s_w2n, da_ptr + n * B * K
+        for k0 in range(0, K, SPLIT * BK):  # constant bounds: a block past K is all masked
+            kk = k0 + s * BK + rk
+            k_ok = kk < K
+            a = tl.load(a_base + rb[:, None] * s_ab + kk[None, :] * s_ak, mask=b_ok[:, None] & k_ok[None, :], other=0.0)
+            dw2t = tl.dot(tl.trans(a), dz2, input_precision=PRECISION)  # (BK, HP): W2's gradient, transposed
+            tl.store(dw2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o, dw2t, mask=k_ok[:, None] & h_ok[None, :])
+            w = tl.load(w2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o, mask=k_ok[:, None] & h_ok[None, :],
+                        other=0.0)
+            da = tl.dot(dz2, tl.trans(w), input_precision=PRECISION)  # (BP, BK): the input's gradient
+            tl.store(da_base + rb[:, None] * K + kk[None, :], da, mask=b_ok[:, None] & k_ok[None, :])
 
     return mlp_tail
 
 
-def _launch(a, w2, b2, w3, b3, y, precision: str, grad=None, outputs=()):
+BLOCK_K, NUM_WARPS = 64, 8  # columns of the tail's input per loop step; warps per program
+
+
+@functools.cache
+def _processors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
+
+
+@torch.library.custom_op("lth::mlp_tail", mutates_args=())
+def mlp_tail(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
+             y: torch.Tensor, precision: str
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(M,) mean cross-entropy of ``relu(a @ W2^T + b2) @ W3^T + b3`` against ``y`` and its gradients with respect
+    to a, w2, b2, w3, b3 (each weight's in the weight's own strides, so autograd stores it without a copy):
+    a (M, B, K) fp32, w2 (M, H, K), b2 (M, H), w3 (M, C, H), b3 (M, C) (any strides), y (M, B) int64.
+    ``precision``: 'tf32' or 'ieee' for the matmuls. Raises ValueError for another precision."""
     if precision not in ("tf32", "ieee"):
         raise ValueError(f"precision must be 'tf32' or 'ieee', got {precision!r}")
+    loss, *grads = _outputs(a, w2, b2, w3, b3)
     networks, batch, width = a.shape
-    hidden, classes = w2.shape[1], w3.shape[1]
-    dummy = a.new_empty(0)
-    loss, da, dw2, db2, dw3, db3 = (dummy, *outputs) if grad is not None else (outputs[0], *[dummy] * 5)
     pow2 = lambda v: max(16, 1 << (int(v) - 1).bit_length())
-    _kernel()[(networks,)](
-        a, w2, b2.contiguous(), w3, b3.contiguous(), y, grad if grad is not None else dummy,
-        loss, da, dw2, db2, dw3, db3, batch, width, hidden, classes,
-        *a.stride(), *w2.stride(), *w3.stride(), *y.stride(),
-        BP=pow2(batch), HP=pow2(hidden), CP=pow2(classes), BK=32, GRADS=grad is not None, PRECISION=precision,
-        num_warps=8)
+    # enough programs per network to fill the GPU, each with at least one block of the input's columns
+    split = max(1, min(_cdiv(width, BLOCK_K), _cdiv(2 * _processors(a.device), networks)))
+    _kernel()[(networks, split)](
+        a, w2, b2.contiguous(), w3, b3.contiguous(), y, loss, *grads,
+        *a.stride(), *w2.stride(), *w3.stride(), *y.stride(), B=batch, K=width, H=w2.shape[1], C=w3.shape[1],
+        BP=pow2(batch), HP=pow2(w2.shape[1]), CP=pow2(w3.shape[1]), BK=BLOCK_K, SPLIT=split, PRECISION=precision,
+        num_warps=NUM_WARPS)
+    return loss, *grads
 
 
-@torch.library.custom_op("lth::mlp_tail_loss", mutates_args=())
-def mlp_tail_loss(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
-                  y: torch.Tensor, precision: str) -> torch.Tensor:
-    """(M,) mean cross-entropy of ``relu(a @ W2^T + b2) @ W3^T + b3`` against ``y``: a (M, B, K) fp32,
-    w2 (M, H, K), b2 (M, H), w3 (M, C, H), b3 (M, C) (any strides), y (M, B) int64."""
-    loss = a.new_empty(a.shape[0])
-    _launch(a, w2, b2, w3, b3, y, precision, outputs=(loss,))
-    return loss
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
-@mlp_tail_loss.register_fake
+@mlp_tail.register_fake
 def _(a, w2, b2, w3, b3, y, precision):
-    return a.new_empty(a.shape[0])
+    return _outputs(a, w2, b2, w3, b3)
 
 
-@torch.library.custom_op("lth::mlp_tail_grads", mutates_args=())
-def mlp_tail_grads(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
-                   y: torch.Tensor, grad: torch.Tensor, precision: str
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The gradients of ``(grad * mlp_tail_loss(...)).sum()`` with respect to a, w2, b2, w3, b3 (each weight's
-    in the weight's own strides, so autograd stores it without a copy)."""
-    outputs = _grad_buffers(a, w2, b2, w3, b3)
-    _launch(a, w2, b2, w3, b3, y, precision, grad=grad.contiguous(), outputs=outputs)
-    return outputs
-
-
-@mlp_tail_grads.register_fake
-def _(a, w2, b2, w3, b3, y, grad, precision):
-    return _grad_buffers(a, w2, b2, w3, b3)
-
-
-def _grad_buffers(a, w2, b2, w3, b3) -> tuple[torch.Tensor, ...]:
+def _outputs(a, w2, b2, w3, b3) -> tuple[torch.Tensor, ...]:
     like = lambda t: torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
-    return a.new_empty(a.shape), like(w2), b2.new_empty(b2.shape), like(w3), b3.new_empty(b3.shape)
+    return a.new_empty(a.shape[0]), a.new_empty(a.shape), like(w2), b2.new_empty(b2.shape), like(w3), b3.new_empty(b3.shape)
 
 
 def _setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:6])
-    ctx.precision = inputs[6]
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.save_for_backward(*output[1:])
 
 
-def _backward(ctx, grad):
-    a, w2, b2, w3, b3, y = ctx.saved_tensors
-    return (*torch.ops.lth.mlp_tail_grads(a, w2, b2, w3, b3, y, grad, ctx.precision), None, None)
+def _backward(ctx, grad, *unused):
+    # the kernel's gradients are those of each network's loss; scale them by the loss's gradient
+    return (*(g * grad.view(-1, *[1] * (g.dim() - 1)) for g in ctx.saved_tensors), None, None)
 
 
-mlp_tail_loss.register_autograd(_backward, setup_context=_setup)
+mlp_tail.register_autograd(_backward, setup_context=_setup)

@@ -73,8 +73,9 @@ INTERPRETED = textwrap.dedent("""
     from lth.train.step import TrainStep, make_optimizer, matmul_precision, stacked_logits
 
     torch.manual_seed(0)
-    # widths and batch not powers of two (the kernels pad them), three hidden layers (one before the tail)
-    make = lambda: NetworkStack.build(lambda s: build_model("fc", (1, 8, 8), 10, seed=s, widths=(48, 40, 20)),
+    # widths and batch not powers of two (the kernels pad them), three hidden layers (one before the tail), the
+    # tail's input 150 wide: split over two programs per network on a CPU (lth.train.fused_mlp.BLOCK_K = 64)
+    make = lambda: NetworkStack.build(lambda s: build_model("fc", (1, 8, 8), 10, seed=s, widths=(48, 150, 20)),
                                       [0, 1, 2])
     stack = make()
     stack.set_masks({n: (torch.rand(m.shape) < 0.5).float() for n, m in stack.masks.items()})
