@@ -104,7 +104,8 @@ def main() -> None:
                         help="compiled steps with the FC tail fused into Triton kernels (lth's default there) against "
                              "torch's batched matmuls, then stop")
     parser.add_argument("--tiles", nargs="+", default=["64:8"],
-                        help="with --fused-mlp: BLOCK_K:NUM_WARPS settings of lth.train.fused_mlp's kernel to time")
+                        help="with --fused-mlp: BLOCK_K:NUM_WARPS[:cublas] settings of lth.train.fused_mlp's kernel to "
+                             "time (cublas: Z2_BY_CUBLAS)")
     parser.add_argument("--eager-update", action="store_true",
                         help="uncompiled steps: lth's update op by op against torch's fused Adam, then stop")
     args = parser.parse_args()
@@ -114,8 +115,7 @@ def main() -> None:
         return eager_update(args.stack)
     if args.fused_mlp:
         return compare_steps(args.stack, [("tail as batched matmuls", partial(TrainStep, fused_mlp=False), True)] + [
-            (f"tail fused (lth.train.fused_mlp), BLOCK_K {tile}, {warps} warps", partial(fused_tile, tile, warps), True)
-            for tile, warps in (map(int, t.split(":")) for t in args.tiles)])
+            (f"tail fused (lth.train.fused_mlp), {setting}", partial(fused_tile, setting), True) for setting in args.tiles])
     if args.conv_profile:
         for M in args.stack:
             conv_profile(args.conv_profile, M, args.layouts)
@@ -203,10 +203,11 @@ class TorchFusedStep(TrainStep):
                       [self.stack.gradient_masks.get(n) for n in names], self.lr_plan[k], torch_fused=True)
 
 
-def fused_tile(tile: int, warps: int, *args, **kwargs) -> TrainStep:
-    """A TrainStep whose fused FC tail runs with BLOCK_K ``tile`` and ``warps`` warps (read at every launch:
+def fused_tile(setting: str, *args, **kwargs) -> TrainStep:
+    """A TrainStep whose fused FC tail runs with ``setting``, 'BLOCK_K:NUM_WARPS[:cublas]' (read at every launch:
     the setting holds until the next variant is built)."""
-    fused_mlp.BLOCK_K, fused_mlp.NUM_WARPS = tile, warps
+    tile, warps, *cublas = setting.split(":")
+    fused_mlp.BLOCK_K, fused_mlp.NUM_WARPS, fused_mlp.Z2_BY_CUBLAS = int(tile), int(warps), cublas == ["cublas"]
     return TrainStep(*args, **kwargs)
 
 

@@ -129,23 +129,38 @@ def test_fused_tail_equals_the_stacks_own_loss_and_gradients_interpreted():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("precision", ["tf32", "fp32"])
 def test_fused_tail_trains_like_the_unfused_step_on_a_gpu(precision):
-    """LeNet-300-100 stacks trained 200 compiled, captured steps with the fused tail (the default there) and
-    without: the same losses and weights up to the precision's rounding (TF32's 10-bit mantissa in tf32)."""
-    from lth.train.step import GRAPH_STEPS, matmul_precision
+    """On a GPU, LeNet-300-100 stacks: the fused tail's gradients equal the stack's own up to the precision's
+    rounding (TF32's 10-bit mantissa in tf32), and 200 compiled, captured steps with it (the default there)
+    give the training loss of the same steps without it. (Weights are not compared after 200 steps: Adam
+    moves a weight whose gradient is near zero by about the learning rate whichever sign rounding gives it.)"""
+    from lth.train.step import GRAPH_STEPS, matmul_precision, stacked_logits
     data = load_splits("synthetic", synthetic_shape=(1, 28, 28), synthetic_sizes=(3000, 100, 100), device="cuda")
-    finals = []
+    make = lambda: NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), [0, 1, 2], "cuda")
+    masks = {n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+             for n, m in make().masks.items()}
+    stack = make()
+    stack.set_masks(masks)
+    x, y = data.train.x[:180].view(3, 60, 1, 28, 28), data.train.y[:180].view(3, 60)
+    with matmul_precision(precision):
+        logits = stacked_logits(stack.template, stack.params, stack.buffers, x, False)
+        torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1).sum().backward()
+        expected = {n: p.grad.clone() for n, p in stack.params.items()}
+        for p in stack.params.values():
+            p.grad = None
+        layers = fused_mlp.tail_layers(stack, 60)
+        fused_mlp.fc_losses(stack.params, layers, x, y, "tf32" if precision == "tf32" else "ieee").sum().backward()
+    for n, p in stack.params.items():  # relative to the largest gradient of the tensor
+        scale = expected[n].abs().max().item()
+        torch.testing.assert_close(p.grad / scale, expected[n] / scale, rtol=0, atol=1e-2 if precision == "tf32" else 1e-5)
+    losses = []
     for fused in (False, None):
-        stack = NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), [0, 1, 2], "cuda")
-        stack.set_masks({n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
-                         for n, m in stack.masks.items()})
+        stack = make()
+        stack.set_masks(masks)
         step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1, 2], 60, True,
                          chunk=GRAPH_STEPS, precision=precision, compile=True, fused_mlp=fused)
         assert (step.fused is None) == (fused is False)
         with matmul_precision(precision):
             step.run(0, [1.2e-3] * 2 * GRAPH_STEPS)
         stack.check_masks()
-        finals.append(({n: p.detach().clone() for n, p in stack.params.items()}, step.take_running_loss()))
-    tolerance = dict(rtol=2e-2, atol=2e-3) if precision == "tf32" else dict(rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(finals[1][1], finals[0][1], **tolerance)
-    for name in finals[0][0]:
-        torch.testing.assert_close(finals[1][0][name], finals[0][0][name], **tolerance)
+        losses.append(step.take_running_loss())
+    torch.testing.assert_close(losses[1], losses[0], rtol=2e-2 if precision == "tf32" else 1e-3, atol=0)
