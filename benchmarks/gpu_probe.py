@@ -104,8 +104,7 @@ def main() -> None:
                         help="compiled steps with the FC tail fused into Triton kernels (lth's default there) against "
                              "torch's batched matmuls, then stop")
     parser.add_argument("--tiles", nargs="+", default=["64:8"],
-                        help="with --fused-mlp: BLOCK_K:NUM_WARPS[:cublas] settings of lth.train.fused_mlp's kernel to "
-                             "time (cublas: Z2_BY_CUBLAS)")
+                        help="with --fused-mlp: BLOCK_K:NUM_WARPS settings of lth.train.fused_mlp's kernel to time")
     parser.add_argument("--eager-update", action="store_true",
                         help="uncompiled steps: lth's update op by op against torch's fused Adam, then stop")
     args = parser.parse_args()
@@ -204,11 +203,10 @@ class TorchFusedStep(TrainStep):
 
 
 def fused_tile(setting: str, *args, **kwargs) -> TrainStep:
-    """A TrainStep whose fused FC tail runs with ``setting``, 'BLOCK_K:NUM_WARPS[:cublas]' (read at every launch:
-    the setting holds until the next variant is built)."""
-    tile, warps, *cublas = setting.split(":")
-    fused_mlp.BLOCK_K, fused_mlp.NUM_WARPS, fused_mlp.Z2_BY_CUBLAS = int(tile), int(warps), cublas == ["cublas"]
-    return TrainStep(*args, **kwargs)
+    """A TrainStep whose fused FC tail runs with ``setting``, 'BLOCK_K:NUM_WARPS' (read at every launch: the
+    setting holds until the next variant is built), at any stack size."""
+    fused_mlp.BLOCK_K, fused_mlp.NUM_WARPS = map(int, setting.split(":"))
+    return TrainStep(*args, fused_mlp=True, **kwargs)
 
 
 def update_scalars(stacks: list[int]) -> None:

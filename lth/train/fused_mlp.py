@@ -28,6 +28,9 @@ from lth.nets.models import FC
 from lth.nets.stack import NetworkStack
 
 MAX_BATCH, MAX_HIDDEN, MAX_CLASSES = 128, 256, 64  # the kernel keeps a (batch x hidden) tile in registers
+# Stacks up to this size take the fused tail by default: on one H200 (LeNet-300-100, tf32) it was faster at 1 and
+# 20 networks, and slower at 50 and 100, where torch's batched matmuls fill the GPU (benchmarks/gpu_probe.py)
+FAST_UP_TO = 32
 
 
 def available() -> bool:
@@ -78,12 +81,12 @@ def _kernel():
     import triton.language as tl
 
     @triton.jit
-    def mlp_tail(a_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, y_ptr, z_ptr,
+    def mlp_tail(a_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, y_ptr,
                  loss_ptr, da_ptr, dw2_ptr, db2_ptr, dw3_ptr, db3_ptr,
                  s_an, s_ab, s_ak, s_w2n, s_w2o, s_w2i, s_w3n, s_w3o, s_w3i, s_yn, s_yb,
                  B: tl.constexpr, K: tl.constexpr, H: tl.constexpr, C: tl.constexpr,  # one compilation per shape
                  BP: tl.constexpr, HP: tl.constexpr, CP: tl.constexpr, BK: tl.constexpr, SPLIT: tl.constexpr,
-                 PRECISION: tl.constexpr, Z_GIVEN: tl.constexpr):
+                 PRECISION: tl.constexpr):
         # Program (n, s): network n's a (B, K), W2 (H, K), b2 (H,), W3 (C, H), b3 (C,), labels (B,). Every
         # program of a network computes its forward pass and output gradients; program s writes the gradients
         # of W2's columns and of a's columns k0 .. k0 + BK - 1 for k0 = s * BK, (s + SPLIT) * BK, ...
@@ -92,19 +95,15 @@ def _kernel():
         rb, rh, rc, rk = tl.arange(0, BP), tl.arange(0, HP), tl.arange(0, CP), tl.arange(0, BK)
         b_ok, h_ok, c_ok = rb < B, rh < H, rc < C
         a_base, w2_base = a_ptr + n * s_an, w2_ptr + n * s_w2n
-        if Z_GIVEN:  # a @ W2^T + b2, (B, H) contiguous
-            z2 = tl.load(z_ptr + n * B * H + rb[:, None] * H + rh[None, :], mask=b_ok[:, None] & h_ok[None, :],
-                         other=0.0)
-        else:
-            z2 = tl.zeros((BP, HP), dtype=tl.float32)
-            for k0 in range(0, K, BK):
-                kk = k0 + rk
-                a = tl.load(a_base + rb[:, None] * s_ab + kk[None, :] * s_ak, mask=b_ok[:, None] & (kk[None, :] < K),
-                            other=0.0)
-                w = tl.load(w2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o,
-                            mask=(kk[:, None] < K) & h_ok[None, :], other=0.0)
-                z2 = tl.dot(a, w, z2, input_precision=PRECISION)
-            z2 += tl.load(b2_ptr + n * H + rh, mask=h_ok, other=0.0)[None, :]
+        z2 = tl.zeros((BP, HP), dtype=tl.float32)
+        for k0 in range(0, K, BK):
+            kk = k0 + rk
+            a = tl.load(a_base + rb[:, None] * s_ab + kk[None, :] * s_ak, mask=b_ok[:, None] & (kk[None, :] < K),
+                        other=0.0)
+            w = tl.load(w2_base + kk[:, None] * s_w2i + rh[None, :] * s_w2o, mask=(kk[:, None] < K) & h_ok[None, :],
+                        other=0.0)
+            z2 = tl.dot(a, w, z2, input_precision=PRECISION)
+        z2 += tl.load(b2_ptr + n * H + rh, mask=h_ok, other=0.0)[None, :]
         a2 = tl.where(b_ok[:, None] & (z2 > 0), z2, 0.0)  # padded rows would be relu(b2): zero them
         w3t = tl.load(w3_ptr + n * s_w3n + rh[:, None] * s_w3i + rc[None, :] * s_w3o,
                       mask=h_ok[:, None] & c_ok[None, :], other=0.0)  # (HP, CP): W3 transposed
@@ -143,7 +142,6 @@ def _kernel():
 
 
 BLOCK_K, NUM_WARPS = 64, 8  # columns of the tail's input per loop step; warps per program
-Z2_BY_CUBLAS = False  # the hidden layer's pre-activation by a batched matmul before the kernel (not inside it)
 
 
 @functools.cache
@@ -166,19 +164,11 @@ def mlp_tail(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tens
     pow2 = lambda v: max(16, 1 << (int(v) - 1).bit_length())
     # enough programs per network to fill the GPU, each with at least one block of the input's columns
     split = max(1, min(_cdiv(width, BLOCK_K), _cdiv(2 * _processors(a.device), networks)))
-    z = None
-    if Z2_BY_CUBLAS:
-        previous = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
-        try:
-            z = torch.baddbmm(b2.unsqueeze(1), a, w2.transpose(1, 2))
-        finally:
-            torch.set_float32_matmul_precision(previous)
     _kernel()[(networks, split)](
-        a, w2, b2.contiguous(), w3, b3.contiguous(), y, loss if z is None else z, loss, *grads,
+        a, w2, b2.contiguous(), w3, b3.contiguous(), y, loss, *grads,
         *a.stride(), *w2.stride(), *w3.stride(), *y.stride(), B=batch, K=width, H=w2.shape[1], C=w3.shape[1],
         BP=pow2(batch), HP=pow2(w2.shape[1]), CP=pow2(w3.shape[1]), BK=BLOCK_K, SPLIT=split, PRECISION=precision,
-        Z_GIVEN=z is not None, num_warps=NUM_WARPS)
+        num_warps=NUM_WARPS)
     return loss, *grads
 
 

@@ -60,7 +60,8 @@ class TrainStep:
 
     ``fused_mlp``: compute the loss of `FC` stacks (LeNet-300-100) with their last two layers and the loss
     fused into Triton kernels (`lth.train.fused_mlp`); None: where that is the fast path (compiled, on a
-    GPU with Triton, fp32 or tf32, a stack `fused_mlp.tail_layers` accepts). True raises ValueError for a
+    GPU with Triton, fp32 or tf32, a stack `fused_mlp.tail_layers` accepts of at most ``fused_mlp.FAST_UP_TO``
+    networks). True raises ValueError for a
     stack or precision it cannot take."""
 
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
@@ -212,7 +213,8 @@ def _fused_tail(stack: NetworkStack, batch_size: int, precision: str, compile: b
         return None
     layers = fused_mlp.tail_layers(stack, batch_size) if precision in ("fp32", "tf32") else None
     if wanted is None:
-        fast = compile and stack.device.type == "cuda" and fused_mlp.available()
+        fast = (compile and stack.device.type == "cuda" and stack.size <= fused_mlp.FAST_UP_TO
+                and fused_mlp.available())
         return (layers, "ieee" if precision == "fp32" else "tf32") if fast and layers else None
     if layers is None or not fused_mlp.available():
         raise ValueError(f"fused_mlp=True needs Triton and a plain stack of FC networks with biases (last hidden "

@@ -150,8 +150,11 @@ def test_fused_tail_trains_like_the_unfused_step_on_a_gpu(precision):
         layers = fused_mlp.tail_layers(stack, 60)
         fused_mlp.fc_losses(stack.params, layers, x, y, "tf32" if precision == "tf32" else "ieee").sum().backward()
     for n, p in stack.params.items():  # relative to the largest gradient of the tensor
-        scale = expected[n].abs().max().item()
-        torch.testing.assert_close(p.grad / scale, expected[n] / scale, rtol=0, atol=1e-2 if precision == "tf32" else 1e-5)
+        off = ((p.grad - expected[n]).abs() / expected[n].abs().max()).flatten()
+        if precision == "fp32":
+            assert off.max() < 1e-5, n
+        else:  # TF32 rounding flips the ReLU of hidden units whose pre-activation is near zero, in either path
+            assert off.max() < 0.1 and (off > 1e-2).float().mean() < 1e-2, (n, off.max(), (off > 1e-2).float().mean())
     losses = []
     for fused in (False, None):
         stack = make()
