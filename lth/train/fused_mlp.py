@@ -9,7 +9,8 @@ layer (784 -> 300 for LeNet-300-100) and any layers before the tail stay batched
 enough for cuBLAS, and autograd computes their gradients from the tail's input gradient.
 
 Used by `lth.train.step.TrainStep` for `lth.nets.models.FC` stacks (LeNet-300-100 and the ``fc`` model) with
-biases, compiled, on a GPU with Triton, at fp32 or tf32 precision (`tail_layers` says when). The arithmetic is
+biases (`tail_layers` says which), compiled, at tf32, on a GPU with Triton, up to FAST_UP_TO networks; at fp32
+on request (``TrainStep(fused_mlp=True)``). The arithmetic is
 the unfused path's: the mean cross-entropy of ``relu(a @ W2^T + b2) @ W3^T + b3``, its matmuls at the same
 precision (TF32 tensor cores for tf32, full fp32 for fp32), equal to it up to floating-point rounding
 (tests/train/test_fused_mlp.py; on a CPU under ``TRITON_INTERPRET=1``).
@@ -28,8 +29,9 @@ from lth.nets.models import FC
 from lth.nets.stack import NetworkStack
 
 MAX_BATCH, MAX_HIDDEN, MAX_CLASSES = 128, 256, 64  # the kernel keeps a (batch x hidden) tile in registers
-# Stacks up to this size take the fused tail by default: on one H200 (LeNet-300-100, tf32) it was faster at 1 and
-# 20 networks, and slower at 50 and 100, where torch's batched matmuls fill the GPU (benchmarks/gpu_probe.py)
+# Stacks up to this size take the fused tail by default, at tf32: on one H200 (LeNet-300-100) it was faster at 1
+# and 20 networks, and slower at 50 and 100, where torch's batched matmuls fill the GPU; at fp32 ('ieee', no
+# tensor cores) it was slower at 1 and 20 (benchmarks/gpu_probe.py, benchmarks/side_by_side.py; REPRODUCIBILITY.md)
 FAST_UP_TO = 32
 
 

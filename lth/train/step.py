@@ -59,9 +59,9 @@ class TrainStep:
     host side of the graph) goes one step at a time.
 
     ``fused_mlp``: compute the loss of `FC` stacks (LeNet-300-100) with their last two layers and the loss
-    fused into Triton kernels (`lth.train.fused_mlp`); None: where that is the fast path (compiled, on a
-    GPU with Triton, fp32 or tf32, a stack `fused_mlp.tail_layers` accepts of at most ``fused_mlp.FAST_UP_TO``
-    networks). True raises ValueError for a
+    fused into Triton kernels (`lth.train.fused_mlp`); None: where that is the fast path (compiled, tf32, on a
+    GPU with Triton, a stack `fused_mlp.tail_layers` accepts of at most ``fused_mlp.FAST_UP_TO`` networks;
+    at fp32 Triton's full-precision matmuls are slower than cuBLAS's). True raises ValueError for a
     stack or precision it cannot take."""
 
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
@@ -213,7 +213,7 @@ def _fused_tail(stack: NetworkStack, batch_size: int, precision: str, compile: b
         return None
     layers = fused_mlp.tail_layers(stack, batch_size) if precision in ("fp32", "tf32") else None
     if wanted is None:
-        fast = (compile and stack.device.type == "cuda" and stack.size <= fused_mlp.FAST_UP_TO
+        fast = (compile and precision == "tf32" and stack.device.type == "cuda" and stack.size <= fused_mlp.FAST_UP_TO
                 and fused_mlp.available())
         return (layers, "ieee" if precision == "fp32" else "tf32") if fast and layers else None
     if layers is None or not fused_mlp.available():

@@ -129,10 +129,11 @@ def test_fused_tail_equals_the_stacks_own_loss_and_gradients_interpreted():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("precision", ["tf32", "fp32"])
 def test_fused_tail_trains_like_the_unfused_step_on_a_gpu(precision):
-    """On a GPU, LeNet-300-100 stacks: the fused tail's gradients equal the stack's own up to the precision's
-    rounding (TF32's 10-bit mantissa in tf32), and 200 compiled, captured steps with it (the default there)
-    give the training loss of the same steps without it. (Weights are not compared after 200 steps: Adam
-    moves a weight whose gradient is near zero by about the learning rate whichever sign rounding gives it.)"""
+    """On a GPU, LeNet-300-100 stacks: the fused tail's gradients equal the stack's own in fp32, and in tf32
+    are no further from the fp32 gradients than torch's own TF32 matmuls are (TF32 rounding flips the ReLU
+    of units whose pre-activation is near zero, in either path); 200 compiled, captured steps with it give the
+    training loss of the same steps without it. (Weights are not compared after 200 steps: Adam moves a weight
+    whose gradient is near zero by about the learning rate whichever sign rounding gives it.)"""
     from lth.train.step import GRAPH_STEPS, matmul_precision, stacked_logits
     data = load_splits("synthetic", synthetic_shape=(1, 28, 28), synthetic_sizes=(3000, 100, 100), device="cuda")
     make = lambda: NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), [0, 1, 2], "cuda")
@@ -141,27 +142,35 @@ def test_fused_tail_trains_like_the_unfused_step_on_a_gpu(precision):
     stack = make()
     stack.set_masks(masks)
     x, y = data.train.x[:180].view(3, 60, 1, 28, 28), data.train.y[:180].view(3, 60)
-    with matmul_precision(precision):
-        logits = stacked_logits(stack.template, stack.params, stack.buffers, x, False)
-        torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1).sum().backward()
-        expected = {n: p.grad.clone() for n, p in stack.params.items()}
+
+    def gradients(fused: bool, matmuls: str) -> dict[str, torch.Tensor]:
         for p in stack.params.values():
             p.grad = None
-        layers = fused_mlp.tail_layers(stack, 60)
-        fused_mlp.fc_losses(stack.params, layers, x, y, "tf32" if precision == "tf32" else "ieee").sum().backward()
-    for n, p in stack.params.items():  # relative to the largest gradient of the tensor
-        off = ((p.grad - expected[n]).abs() / expected[n].abs().max()).flatten()
-        if precision == "fp32":
-            assert off.max() < 1e-5, n
-        else:  # TF32 rounding flips the ReLU of hidden units whose pre-activation is near zero, in either path
-            assert off.max() < 0.1 and (off > 1e-2).float().mean() < 1e-2, (n, off.max(), (off > 1e-2).float().mean())
+        with matmul_precision(matmuls):
+            if fused:
+                layers = fused_mlp.tail_layers(stack, 60)
+                losses = fused_mlp.fc_losses(stack.params, layers, x, y, "tf32" if matmuls == "tf32" else "ieee")
+            else:
+                logits = stacked_logits(stack.template, stack.params, stack.buffers, x, False)
+                losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
+            losses.sum().backward()
+        return {n: p.grad.clone() for n, p in stack.params.items()}
+
+    exact, fused = gradients(False, "fp32"), gradients(True, precision)
+    distance = lambda a, n: ((a[n] - exact[n]).norm() / exact[n].norm()).item()
+    if precision == "fp32":
+        assert all(distance(fused, n) < 1e-5 for n in exact), {n: distance(fused, n) for n in exact}
+    else:
+        torch_tf32 = gradients(False, "tf32")
+        assert all(distance(fused, n) < 2 * distance(torch_tf32, n) + 1e-4 for n in exact), \
+            {n: (distance(fused, n), distance(torch_tf32, n)) for n in exact}
     losses = []
-    for fused in (False, None):
+    for fused_tail in (False, True):
         stack = make()
         stack.set_masks(masks)
         step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1, 2], 60, True,
-                         chunk=GRAPH_STEPS, precision=precision, compile=True, fused_mlp=fused)
-        assert (step.fused is None) == (fused is False)
+                         chunk=GRAPH_STEPS, precision=precision, compile=True, fused_mlp=fused_tail)
+        assert (step.fused is not None) == fused_tail
         with matmul_precision(precision):
             step.run(0, [1.2e-3] * 2 * GRAPH_STEPS)
         stack.check_masks()
