@@ -7,13 +7,16 @@ stacked conv nets (bf16, compiled): rate, FLOP/s and the kernels of one step, in
 and (--layouts) with conv weights and activations in channels-last order and batch norm as plain ops
 (under vmap a stack's convolutions are grouped convolutions over (B, M*C, H, W); stored in
 (B, H, W, M, C) order they are NHWC convolutions, which cuDNN runs without transposing), or (streams)
-each network as a dense channels-last net on its own CUDA stream.
+each network as a dense channels-last net on its own CUDA stream. With --fused-mlp, masked stacks (density 0.5)
+with the FC tail fused into lth.train.fused_mlp's Triton kernel (at each --tiles setting) against torch's
+batched matmuls.
 
     python benchmarks/gpu_probe.py [--stack 20] [--modes max-autotune-no-cudagraphs]
     python benchmarks/gpu_probe.py --whole-step --stack 1 20
     python benchmarks/gpu_probe.py --update-scalars --stack 20 1 100     # Adam's corrections once per tensor or per weight
     python benchmarks/gpu_probe.py --eager-update --stack 20 1           # uncompiled: lth's update op by op or torch's fused
     python benchmarks/gpu_probe.py --conv-profile resnet20 conv2 --layouts default channels_last streams
+    python benchmarks/gpu_probe.py --fused-mlp --stack 20 1 50 100 --tiles 64:8 32:4   # FC tail: Triton kernel or matmuls
 
 Earlier findings of this probe (REPRODUCIBILITY.md, Performance): evaluating on a second stream
 while training did not pay (28.2 ms per 100 steps + evaluation vs 27.2 ms serial); compiled code
