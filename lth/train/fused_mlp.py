@@ -1,19 +1,21 @@
-"""The training loss of a stack of fully connected networks with its last two layers fused into Triton kernels.
+"""The training loss of a stack of fully connected networks with its last two layers fused into a Triton kernel.
 
 A stacked LeNet-300-100 step on a GPU is a chain of small kernels: with torch's batched matmuls the layers
 after the first (300 -> 100 -> 10), the loss and their backward pass are about fifteen launches of a few
-microseconds each, most of them too small to fill the GPU. Here one kernel per network computes that tail
-(hidden layer, ReLU, output layer, softmax cross-entropy) and a second one its backward pass (recomputing the
-tail's forward pass, which is cheaper than storing it): two launches instead of about fifteen. The first
-layer (784 -> 300 for LeNet-300-100) and any layers before the tail stay batched matmuls, which are large
-enough for cuBLAS, and autograd computes their gradients from the tail's input gradient.
+microseconds each, most of them too small to fill the GPU. Here one kernel computes, for every network, that
+tail (hidden layer, ReLU, output layer, softmax cross-entropy) and all its gradients, in the forward pass;
+the backward pass only scales them by the loss's gradient. Each network's work is split over several
+programs (each recomputes the small forward pass and writes its share of the hidden layer's weight gradient
+and of the input gradient), so that a few networks still fill the GPU. The first layer (784 -> 300 for
+LeNet-300-100) and any layers before the tail stay batched matmuls, large enough for cuBLAS, and autograd
+computes their gradients from the tail's input gradient.
 
 Used by `lth.train.step.TrainStep` for `lth.nets.models.FC` stacks (LeNet-300-100 and the ``fc`` model) with
 biases (`tail_layers` says which), compiled, at tf32, on a GPU with Triton, up to FAST_UP_TO networks; at fp32
-on request (``TrainStep(fused_mlp=True)``). The arithmetic is
-the unfused path's: the mean cross-entropy of ``relu(a @ W2^T + b2) @ W3^T + b3``, its matmuls at the same
-precision (TF32 tensor cores for tf32, full fp32 for fp32), equal to it up to floating-point rounding
-(tests/train/test_fused_mlp.py; on a CPU under ``TRITON_INTERPRET=1``).
+on request (``TrainStep(fused_mlp=True)``). The arithmetic is the unfused path's: the mean cross-entropy of
+``relu(a @ W2^T + b2) @ W3^T + b3``, its matmuls at the same precision (TF32 tensor cores for tf32, full fp32
+for fp32), equal to it up to floating-point rounding (tests/train/test_fused_mlp.py; on a CPU under
+``TRITON_INTERPRET=1``). Measured in REPRODUCIBILITY.md ("Against the best idioms").
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from torch import nn
 from lth.nets.models import FC
 from lth.nets.stack import NetworkStack
 
-MAX_BATCH, MAX_HIDDEN, MAX_CLASSES = 128, 256, 64  # the kernel keeps a (batch x hidden) tile in registers
+# The kernel keeps (batch x hidden) tiles in registers and shared memory: these bounds (padded to 64 x 128 x 16,
+# LeNet-300-100's batch of 60, 100 hidden units, 10 classes) are the shapes that ran on a GPU
+MAX_BATCH, MAX_HIDDEN, MAX_CLASSES = 64, 128, 16
 # Stacks up to this size take the fused tail by default, at tf32: on one H200 (LeNet-300-100) it was faster at 1
 # and 20 networks, and slower at 50 and 100, where torch's batched matmuls fill the GPU; at fp32 ('ieee', no
 # tensor cores) it was slower at 1 and 20 (benchmarks/gpu_probe.py, benchmarks/side_by_side.py; REPRODUCIBILITY.md)
