@@ -42,7 +42,7 @@ def execute(name: str, **values) -> None:
     exec(compile(f"{head}{cell}\n{injected}\n# %%{rest}", f"{name}.py", "exec"), {"__name__": "__notebook__"})
 
 
-def first_examples(load, sizes=(600, 100, 200)):
+def first_examples(load, sizes=(120, 40, 60)):
     """``load`` (lth.data.load_splits) cut to the first train / val / test examples: Conv-2 on all of MNIST
     costs a CPU minutes per evaluation, and the files and claims tested here do not depend on the sizes."""
     def loaded(name, **kwargs):
