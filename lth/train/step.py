@@ -58,8 +58,8 @@ class TrainStep:
     kernels per step, so a slow or busy CPU never starves the GPU. Augmented data (drawn on the
     host side of the graph) goes one step at a time.
 
-    ``fused_mlp``: compute the loss of `FC` stacks (LeNet-300-100) with their last two layers and the loss
-    fused into Triton kernels (`lth.train.fused_mlp`); None: where that is the fast path (compiled, tf32, on a
+    ``fused_mlp``: compute the loss of `FC` stacks (LeNet-300-100) with their last two layers, the loss and
+    their gradients fused into a Triton kernel (`lth.train.fused_mlp`); None: where that is the fast path (compiled, tf32, on a
     GPU with Triton, a stack `fused_mlp.tail_layers` accepts of at most ``fused_mlp.FAST_UP_TO`` networks;
     at fp32 Triton's full-precision matmuls are slower than cuBLAS's). True raises ValueError for a
     stack or precision it cannot take."""
@@ -215,7 +215,7 @@ def _fused_tail(stack: NetworkStack, batch_size: int, precision: str, compile: b
     if wanted is None:
         fast = (compile and precision == "tf32" and stack.device.type == "cuda" and stack.size <= fused_mlp.FAST_UP_TO
                 and fused_mlp.available())
-        return (layers, "ieee" if precision == "fp32" else "tf32") if fast and layers else None
+        return (layers, "tf32") if fast and layers else None
     if layers is None or not fused_mlp.available():
         raise ValueError(f"fused_mlp=True needs Triton and a plain stack of FC networks with biases (last hidden "
                          f"width <= {fused_mlp.MAX_HIDDEN}, <= {fused_mlp.MAX_CLASSES} classes, batch <= "
