@@ -1,0 +1,45 @@
+"""benchmarks/batched_conv.py's Triton convolution equals torch's, network by network (run by Triton's interpreter
+on a CPU, in a subprocess: Triton reads TRITON_INTERPRET when a kernel is made)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lth.train import fused_mlp
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+CHECK = textwrap.dedent("""
+    import sys
+    import torch
+    import torch.nn.functional as F
+    sys.path.insert(0, sys.argv[1])
+    from batched_conv import as_grouped, conv3x3_batched
+
+    torch.manual_seed(0)
+    torch.set_float32_matmul_precision("highest")
+    for channels, out in ((3, 16), (20, 24)):  # channels under one block and over it; outputs over one block
+        x = torch.randn(2, 3, 5, 6, channels)  # (M, B, H, W, C): pixels over one block, borders on every side
+        w = torch.randn(2, 3, 3, channels, out)
+        y = conv3x3_batched(x, w, tiles=(16, 16, 16, 4))
+        for n in range(2):
+            expected = F.conv2d(x[n].permute(0, 3, 1, 2), w[n].permute(3, 2, 0, 1), padding=1).permute(0, 2, 3, 1)
+            torch.testing.assert_close(y[n], expected, rtol=1e-5, atol=1e-5)
+        xg, wg = as_grouped(x, w)
+        grouped = F.conv2d(xg, wg, padding=1, groups=2).view(3, 2, out, 5, 6).permute(1, 0, 3, 4, 2)
+        torch.testing.assert_close(grouped, y, rtol=1e-5, atol=1e-5)
+    print("batched convolution equals torch's")
+""")
+
+
+@pytest.mark.skipif(not fused_mlp.available(), reason="needs Triton (torch's CUDA wheels ship it)")
+def test_batched_convolution_equals_torchs_per_network_and_grouped():
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, "-c", CHECK, str(BENCHMARKS)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "batched convolution equals" in done.stdout
