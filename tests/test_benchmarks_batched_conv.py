@@ -1,5 +1,6 @@
 """benchmarks/batched_conv.py's Triton convolution equals torch's, network by network (run by Triton's interpreter
-on a CPU, in a subprocess: Triton reads TRITON_INTERPRET when a kernel is made)."""
+on a CPU, in a subprocess: Triton reads TRITON_INTERPRET when a kernel is made). In fp32 only: the interpreter
+multiplies bf16 tiles wrongly; on a GPU the probe prints its bf16 difference to cuDNN's result."""
 
 import os
 import subprocess
