@@ -2,9 +2,6 @@
 on a CPU, in a subprocess: Triton reads TRITON_INTERPRET when a kernel is made). In fp32 only: the interpreter
 multiplies bf16 tiles wrongly; on a GPU the probe prints its bf16 difference to cuDNN's result."""
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -38,9 +35,5 @@ CHECK = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not fused_mlp.available(), reason="needs Triton (torch's CUDA wheels ship it)")
-def test_batched_convolution_equals_torchs_per_network_and_grouped():
-    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
-    done = subprocess.run([sys.executable, "-c", CHECK, str(BENCHMARKS)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "batched convolution equals" in done.stdout
+def test_batched_convolution_equals_torchs_per_network_and_grouped(triton_interpreted):
+    assert "batched convolution equals" in triton_interpreted(CHECK, str(BENCHMARKS), timeout=300)

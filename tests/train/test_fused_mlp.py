@@ -2,9 +2,6 @@
 taken exactly where it applies. On a CPU the Triton kernels run under TRITON_INTERPRET=1 (in a subprocess:
 Triton reads the variable when a kernel is made)."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -26,7 +23,6 @@ def fc_stack(size=2, **kwargs):
 
 
 def test_tail_layers_accepts_plain_fc_stacks_only():
-    from lth.nets.supermask import SupermaskStack  # noqa: F401  (a stack of another kind: refused below)
     assert fused_mlp.tail_layers(fc_stack(), 60) == (("fc.0.weight", "fc.0.bias"), ("fc.1.weight", "fc.1.bias"),
                                                      ("fc.2.weight", "fc.2.bias"))
     assert fused_mlp.tail_layers(fc_stack(), fused_mlp.MAX_BATCH + 1) is None
@@ -116,13 +112,10 @@ INTERPRETED = textwrap.dedent("""
 
 
 @needs_triton
-def test_fused_tail_equals_the_stacks_own_loss_and_gradients_interpreted():
+def test_fused_tail_equals_the_stacks_own_loss_and_gradients_interpreted(triton_interpreted):
     """Loss, gradients (a backward seed per network; each in its weight's layout) and three compiled TrainStep
     updates equal the stack's own vmapped forward pass, the kernels run by Triton's interpreter on a CPU."""
-    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
-    done = subprocess.run([sys.executable, "-c", INTERPRETED], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "fused tail equals" in done.stdout
+    assert "fused tail equals" in triton_interpreted(INTERPRETED)
 
 
 @needs_triton
