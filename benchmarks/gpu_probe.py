@@ -106,8 +106,9 @@ def main() -> None:
     parser.add_argument("--fused-mlp", action="store_true",
                         help="compiled steps with the FC tail fused into Triton kernels (lth's default there) against "
                              "torch's batched matmuls, then stop")
-    parser.add_argument("--tiles", nargs="+", default=["64:8"],
-                        help="with --fused-mlp: BLOCK_K:NUM_WARPS settings of lth.train.fused_mlp's kernel to time")
+    parser.add_argument("--tiles", nargs="+", default=["auto"],
+                        help="with --fused-mlp: BLOCK_K:NUM_WARPS settings of lth.train.fused_mlp's kernel to time "
+                             "('auto': lth.train.fused_mlp.tiles, by stack size)")
     parser.add_argument("--eager-update", action="store_true",
                         help="uncompiled steps: lth's update op by op against torch's fused Adam, then stop")
     args = parser.parse_args()
@@ -205,10 +206,17 @@ class TorchFusedStep(TrainStep):
                       [self.stack.gradient_masks.get(n) for n in names], self.lr_plan[k], torch_fused=True)
 
 
+AUTO_TILES = fused_mlp.tiles  # lth's own choice by stack size
+
+
 def fused_tile(setting: str, *args, **kwargs) -> TrainStep:
-    """A TrainStep whose fused FC tail runs with ``setting``, 'BLOCK_K:NUM_WARPS' (read at every launch: the
-    setting holds until the next variant is built), at any stack size."""
-    fused_mlp.BLOCK_K, fused_mlp.NUM_WARPS = map(int, setting.split(":"))
+    """A TrainStep whose fused FC tail runs with ``setting``, 'BLOCK_K:NUM_WARPS' or 'auto' (fused_mlp.tiles is read at every
+    launch: the setting holds until the next variant is built), at any stack size."""
+    if setting == "auto":
+        fused_mlp.tiles = AUTO_TILES
+    else:
+        block_k, warps = map(int, setting.split(":"))
+        fused_mlp.tiles = lambda networks: (block_k, warps)
     return TrainStep(*args, fused_mlp=True, **kwargs)
 
 

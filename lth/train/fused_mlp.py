@@ -4,7 +4,8 @@ A stacked LeNet-300-100 step on a GPU is a chain of small kernels: with torch's 
 after the first (300 -> 100 -> 10), the loss and their backward pass are about fifteen launches of a few
 microseconds each, most of them too small to fill the GPU. Here one kernel computes, for every network, that
 tail (hidden layer, ReLU, output layer, softmax cross-entropy) and all its gradients, in the forward pass;
-the backward pass only scales them by the loss's gradient. Each network's work is split over several
+the backward pass only scales them by the loss's gradient (or, where the caller starts backward from the sum
+of the losses, hands them on as they are). Each network's work is split over several
 programs (each recomputes the small forward pass and writes its share of the hidden layer's weight gradient
 and of the input gradient), so that a few networks still fill the GPU. The first layer (784 -> 300 for
 LeNet-300-100) and any layers before the tail stay batched matmuls, large enough for cuBLAS, and autograd
@@ -65,16 +66,17 @@ def tail_layers(stack: NetworkStack, batch: int) -> tuple[tuple[str, str], ...] 
 
 
 def fc_losses(params: dict[str, torch.Tensor], layers: Sequence[tuple[str, str]], x: torch.Tensor, y: torch.Tensor,
-              precision: str) -> torch.Tensor:
+              precision: str, unit_seed: bool = False) -> torch.Tensor:
     """(M,) mean cross-entropy of each network of an `FC` stack on its batch: ``x`` (M, B, ...) inputs (flattened
     here), ``y`` (M, B) int64 labels, ``params`` the stack's tensors (weights (M, out, in)), ``layers`` from
-    `tail_layers`, ``precision`` 'tf32' (TF32 tensor cores) or 'ieee' (full fp32) for the tail's matmuls. The
+    `tail_layers`, ``precision`` 'tf32' (TF32 tensor cores) or 'ieee' (full fp32) for the tail's matmuls,
+    ``unit_seed`` as in `mlp_tail` (True only where backward starts from the sum of the losses, seed 1). The
     layers before the last two are batched matmuls (+ ReLU); the last two and the loss are the fused kernels."""
     h = x.flatten(2)
     for weight, bias in layers[:-2]:
         h = torch.relu(torch.baddbmm(params[bias].unsqueeze(1), h, params[weight].transpose(1, 2)))
     (w2, b2), (w3, b3) = layers[-2:]
-    return torch.ops.lth.mlp_tail(h, params[w2], params[b2], params[w3], params[b3], y, precision)[0]
+    return torch.ops.lth.mlp_tail(h, params[w2], params[b2], params[w3], params[b3], y, precision, unit_seed)[0]
 
 
 # ---- the kernels --------------------------------------------------------------------------------
@@ -147,7 +149,11 @@ def _kernel():
     return mlp_tail
 
 
-BLOCK_K, NUM_WARPS = 64, 8  # columns of the tail's input per loop step; warps per program
+def tiles(networks: int) -> tuple[int, int]:
+    """(columns of the tail's input per loop step, warps per program) for a stack of ``networks``: on one H200
+    (LeNet-300-100, tf32) 32 columns and 4 warps were 4-8% faster at 1 to 8 networks, 7% slower at 20
+    (benchmarks/results/h200/gpu_probe_fused_mlp.txt)."""
+    return (32, 4) if networks <= 8 else (64, 8)
 
 
 @functools.cache
@@ -157,24 +163,28 @@ def _processors(device: torch.device) -> int:
 
 @torch.library.custom_op("lth::mlp_tail", mutates_args=())
 def mlp_tail(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
-             y: torch.Tensor, precision: str
+             y: torch.Tensor, precision: str, unit_seed: bool = False
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(M,) mean cross-entropy of ``relu(a @ W2^T + b2) @ W3^T + b3`` against ``y`` and its gradients with respect
     to a, w2, b2, w3, b3 (each weight's in the weight's own strides, so autograd stores it without a copy):
     a (M, B, K) fp32, w2 (M, H, K), b2 (M, H), w3 (M, C, H), b3 (M, C) (any strides), y (M, B) int64.
-    ``precision``: 'tf32' or 'ieee' for the matmuls. Raises ValueError for another precision."""
+    ``precision``: 'tf32' or 'ieee' for the matmuls. ``unit_seed``: the caller promises that backward reaches
+    each network's loss with gradient 1 (as ``losses.sum().backward()`` does), so the backward pass hands on the
+    kernel's gradients as they are (no scaling kernels); any other seed then gives wrong gradients.
+    Raises ValueError for another precision."""
     if precision not in ("tf32", "ieee"):
         raise ValueError(f"precision must be 'tf32' or 'ieee', got {precision!r}")
     loss, *grads = _outputs(a, w2, b2, w3, b3)
     networks, batch, width = a.shape
     pow2 = lambda v: max(16, 1 << (int(v) - 1).bit_length())
     # enough programs per network to fill the GPU, each with at least one block of the input's columns
-    split = max(1, min(_cdiv(width, BLOCK_K), _cdiv(2 * _processors(a.device), networks)))
+    block_k, warps = tiles(networks)
+    split = max(1, min(_cdiv(width, block_k), _cdiv(2 * _processors(a.device), networks)))
     _kernel()[(networks, split)](
         a, w2, b2.contiguous(), w3, b3.contiguous(), y, loss, *grads,
         *a.stride(), *w2.stride(), *w3.stride(), *y.stride(), B=batch, K=width, H=w2.shape[1], C=w3.shape[1],
-        BP=pow2(batch), HP=pow2(w2.shape[1]), CP=pow2(w3.shape[1]), BK=BLOCK_K, SPLIT=split, PRECISION=precision,
-        num_warps=NUM_WARPS)
+        BP=pow2(batch), HP=pow2(w2.shape[1]), CP=pow2(w3.shape[1]), BK=block_k, SPLIT=split, PRECISION=precision,
+        num_warps=warps)
     return loss, *grads
 
 
@@ -183,7 +193,7 @@ def _cdiv(a: int, b: int) -> int:
 
 
 @mlp_tail.register_fake
-def _(a, w2, b2, w3, b3, y, precision):
+def _(a, w2, b2, w3, b3, y, precision, unit_seed=False):
     return _outputs(a, w2, b2, w3, b3)
 
 
@@ -195,11 +205,14 @@ def _outputs(a, w2, b2, w3, b3) -> tuple[torch.Tensor, ...]:
 def _setup(ctx, inputs, output):
     ctx.mark_non_differentiable(*output[1:])
     ctx.save_for_backward(*output[1:])
+    ctx.unit_seed = inputs[-1]
 
 
 def _backward(ctx, grad, *unused):
-    # the kernel's gradients are those of each network's loss; scale them by the loss's gradient
-    return (*(g * grad.view(-1, *[1] * (g.dim() - 1)) for g in ctx.saved_tensors), None, None)
+    # the kernel's gradients are those of each network's loss; scale them by the loss's gradient unless the
+    # caller promised it is 1 (at 20 networks the scaling was four small kernels, ~5 us of a ~114 us step)
+    grads = ctx.saved_tensors if ctx.unit_seed else (g * grad.view(-1, *[1] * (g.dim() - 1)) for g in ctx.saved_tensors)
+    return (*grads, None, None, None)
 
 
 mlp_tail.register_autograd(_backward, setup_context=_setup)

@@ -183,11 +183,12 @@ def stacked_logits(template: torch.nn.Module, params: dict[str, torch.Tensor], b
 def stacked_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                    x: torch.Tensor, y: torch.Tensor, autocast: bool,
                    fused: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum over networks, to call backward on; (M,) detached) mean training loss of each network of a
-    stack on its batch. The sum is taken here so a compiled step fuses it into the loss. ``fused``:
-    (layers, matmul precision) for `lth.train.fused_mlp.fc_losses`, or None for the stack's forward pass."""
+    """(sum over networks, to call ``backward()`` on as it is (seed 1: the fused tail's gradients assume it);
+    (M,) detached) mean training loss of each network of a stack on its batch. The sum is taken here so a compiled
+    step fuses it into the loss. ``fused``: (layers, matmul precision) for `lth.train.fused_mlp.fc_losses`, or None
+    for the stack's forward pass."""
     if fused is not None:
-        losses = fused_mlp.fc_losses(params, fused[0], x, y, fused[1])
+        losses = fused_mlp.fc_losses(params, fused[0], x, y, fused[1], unit_seed=True)
     else:
         logits = stacked_logits(template, params, buffers, x, autocast)
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)

@@ -70,7 +70,7 @@ INTERPRETED = textwrap.dedent("""
 
     torch.manual_seed(0)
     # widths and batch not powers of two (the kernels pad them), three hidden layers (one before the tail), the
-    # tail's input 150 wide: split over two programs per network on a CPU (lth.train.fused_mlp.BLOCK_K = 64)
+    # tail's input 150 wide: split over two programs per network on a CPU, each looping over several column blocks
     make = lambda: NetworkStack.build(lambda s: build_model("fc", (1, 8, 8), 10, seed=s, widths=(48, 150, 20)),
                                       [0, 1, 2])
     stack = make()
@@ -81,16 +81,22 @@ INTERPRETED = textwrap.dedent("""
     with matmul_precision("fp32"):
         logits = stacked_logits(stack.template, stack.params, stack.buffers, x, False)
         reference = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
-        (reference * seed).sum().backward()
+        (reference * seed).sum().backward(retain_graph=True)
         expected = {n: p.grad.clone() for n, p in stack.params.items()}
-        for p in stack.params.values():
-            p.grad = None
-        losses = fused_mlp.fc_losses(stack.params, fused_mlp.tail_layers(stack, 19), x, y, "ieee")
-        (losses * seed).sum().backward()
-        torch.testing.assert_close(losses, reference, rtol=1e-6, atol=1e-6)
-        for n, p in stack.params.items():
-            assert p.grad.stride() == p.stride(), n
-            torch.testing.assert_close(p.grad, expected[n], rtol=1e-5, atol=1e-6)
+        reference.sum().backward()  # the gradients at seed 1, added to the seeded ones
+        expected_unit = {n: p.grad - expected[n] for n, p in stack.params.items()}
+        reference = reference.detach()
+        for block_k, warps in ((32, 4), (64, 8)):  # both tile settings of fused_mlp.tiles
+            fused_mlp.tiles = lambda networks: (block_k, warps)
+            for unit_seed, wanted in ((False, expected), (True, expected_unit)):
+                for p in stack.params.values():
+                    p.grad = None
+                losses = fused_mlp.fc_losses(stack.params, fused_mlp.tail_layers(stack, 19), x, y, "ieee", unit_seed)
+                (losses.sum() if unit_seed else (losses * seed).sum()).backward()
+                torch.testing.assert_close(losses, reference, rtol=1e-6, atol=1e-6)
+                for n, p in stack.params.items():
+                    assert p.grad.stride() == p.stride(), n
+                    torch.testing.assert_close(p.grad, wanted[n], rtol=1e-5, atol=1e-6)
         # TrainStep with the fused tail against without it: a few compiled Adam steps on masked networks
         data = load_splits("synthetic", synthetic_shape=(1, 8, 8), synthetic_sizes=(200, 20, 20))
         finals = []
@@ -113,8 +119,9 @@ INTERPRETED = textwrap.dedent("""
 
 @needs_triton
 def test_fused_tail_equals_the_stacks_own_loss_and_gradients_interpreted(triton_interpreted):
-    """Loss, gradients (a backward seed per network; each in its weight's layout) and three compiled TrainStep
-    updates equal the stack's own vmapped forward pass, the kernels run by Triton's interpreter on a CPU."""
+    """Loss, gradients (a backward seed per network, or the unit seed the caller promised; each in its weight's
+    layout; both tile settings) and three compiled TrainStep updates equal the stack's own vmapped forward pass,
+    the kernels run by Triton's interpreter on a CPU."""
     assert "fused tail equals" in triton_interpreted(INTERPRETED)
 
 
