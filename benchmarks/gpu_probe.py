@@ -98,8 +98,10 @@ def main() -> None:
                         help="other torch.compile modes for the loss (forward and backward; the update keeps its own)")
     parser.add_argument("--conv-profile", nargs="*", default=[], choices=["conv2", "resnet20"],
                         help="profile these conv stacks (bf16, compiled), then stop")
-    parser.add_argument("--layouts", nargs="+", default=["default"], choices=["default", "channels_last", "streams"],
-                        help="streams: each network a dense channels-last net on its own CUDA stream (not vmap)")
+    parser.add_argument("--layouts", nargs="+", default=["default"], choices=["default", "unfused", "channels_last", "streams"],
+                        help="default: lth's step (Conv-2 with lth.train.fused_conv's convolutions); unfused: "
+                             "vmap's grouped convolutions; streams: each network a dense channels-last net on its "
+                             "own CUDA stream (not vmap)")
     parser.add_argument("--whole-step", action="store_true", help="time the whole step compiled as one, then stop")
     parser.add_argument("--update-scalars", action="store_true",
                         help="Adam's bias corrections computed once per tensor (lth) against inside the update's kernel, then stop")
@@ -117,7 +119,7 @@ def main() -> None:
     if args.eager_update:
         return eager_update(args.stack)
     if args.fused_mlp:
-        return compare_steps(args.stack, [("tail as batched matmuls", partial(TrainStep, fused_mlp=False), True)] + [
+        return compare_steps(args.stack, [("tail as batched matmuls", partial(TrainStep, fused=False), True)] + [
             (f"tail fused (lth.train.fused_mlp), {setting}", partial(fused_tile, setting), True) for setting in args.tiles])
     if args.conv_profile:
         for M in args.stack:
@@ -217,7 +219,7 @@ def fused_tile(setting: str, *args, **kwargs) -> TrainStep:
     else:
         block_k, warps = map(int, setting.split(":"))
         fused_mlp.tiles = lambda networks: (block_k, warps)
-    return TrainStep(*args, fused_mlp=True, **kwargs)
+    return TrainStep(*args, fused=True, **kwargs)
 
 
 def update_scalars(stacks: list[int]) -> None:
@@ -419,8 +421,9 @@ def conv_step(workload: str, data, M: int, graphed: bool, layout: str = "default
     stack.set_masks({n: (torch.rand(m.shape, device=m.device) < 0.5).float() for n, m in stack.masks.items()})
     cfg = TrainConfig(batch_size=batch, optimizer=opt_name, lr=lr, momentum=0.9, weight_decay=1e-4 if opt_name == "sgd" else 0)
     kind = StreamedStep if layout == "streams" else TrainStep
+    extra = {} if layout == "default" else {"fused": False}
     step = kind(stack, data, make_optimizer(list(stack.params.values()), cfg), list(range(M)), batch, graphed,
-                chunk=100, precision="bf16", compile=True)
+                chunk=100, precision="bf16", compile=True, **extra)
     if layout == "channels_last":
         channels_last(stack, step)
     elif layout == "streams":

@@ -13,7 +13,7 @@ computes their gradients from the tail's input gradient.
 
 Used by `lth.train.step.TrainStep` for `lth.nets.models.FC` stacks (LeNet-300-100 and the ``fc`` model) with
 biases (`tail_layers` says which), compiled, at tf32, on a GPU with Triton, up to FAST_UP_TO networks; at fp32
-on request (``TrainStep(fused_mlp=True)``). The arithmetic is the unfused path's: the mean cross-entropy of
+on request (``TrainStep(fused=True)``). The arithmetic is the unfused path's: the mean cross-entropy of
 ``relu(a @ W2^T + b2) @ W3^T + b3``, its matmuls at the same precision (TF32 tensor cores for tf32, full fp32
 for fp32), equal to it up to floating-point rounding (tests/train/test_fused_mlp.py; on a CPU under
 ``TRITON_INTERPRET=1``). Measured in REPRODUCIBILITY.md ("Against the best idioms").

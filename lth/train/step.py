@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from lth.data import DataSplits, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
 from lth.nets.stack import NetworkStack, stacked_forward
-from lth.train import fused_mlp
+from lth.train import fused_conv, fused_mlp
 from lth.train.config import TrainConfig
 from lth.train.optim import compile_per_shape, masked_update
 
@@ -58,17 +58,18 @@ class TrainStep:
     kernels per step, so a slow or busy CPU never starves the GPU. Augmented data (drawn on the
     host side of the graph) goes one step at a time.
 
-    ``fused_mlp``: compute the loss of `FC` stacks (LeNet-300-100) with their last two layers, the loss and
-    their gradients fused into a Triton kernel (`lth.train.fused_mlp`); None: where that is the fast path (compiled, tf32, on a
-    GPU with Triton, a stack `fused_mlp.tail_layers` accepts of at most ``fused_mlp.FAST_UP_TO`` networks;
-    at fp32 Triton's full-precision matmuls are slower than cuBLAS's). True raises ValueError for a
-    stack or precision it cannot take."""
+    ``fused``: the loss through Triton kernels written for the stack's model: for `FC` stacks (LeNet-300-100)
+    the last two layers, the loss and their gradients in one kernel (`lth.train.fused_mlp`); for `ConvNet`
+    stacks (Conv-2/4/6) the 3x3 convolutions batched over networks (`lth.train.fused_conv`). None: where that
+    is the fast path (compiled, on a GPU with Triton; FC stacks at tf32 of at most ``fused_mlp.FAST_UP_TO``
+    networks, where Triton's full-precision matmuls are slower than cuBLAS's at fp32; ConvNet stacks at
+    bf16). True raises ValueError for a stack or precision neither takes."""
 
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
 
     def __init__(self, stack: NetworkStack, data: DataSplits, optimizer: torch.optim.Optimizer,
                  seeds: Sequence[int], batch_size: int, graphed: bool, chunk: int = 1, precision: str = "fp32",
-                 replica: tuple[int, int] | None = None, compile: bool = False, fused_mlp: bool | None = None):
+                 replica: tuple[int, int] | None = None, compile: bool = False, fused: bool | None = None):
         self.stack, self.data, self.optimizer = stack, data, optimizer
         self.replica = replica  # (rank, world) under data parallelism: this process's share of each batch
         self.seeds, self.batch_size = list(seeds), batch_size
@@ -76,7 +77,7 @@ class TrainStep:
         self.chunk = 1 if data.augment else max(1, chunk)
         self.autocast = precision == "bf16"
         self.compile = compile
-        self.fused = _fused_tail(stack, batch_size, precision, compile, fused_mlp)
+        self.fused = _fused_loss(stack, batch_size, precision, compile, fused)
         self.losses = compiled(stacked_losses) if compile else stacked_losses
         self.indexed_losses = compiled(indexed_losses) if compile else indexed_losses
         self.per_epoch = steps_per_epoch(len(data.train), batch_size)
@@ -185,10 +186,12 @@ def stacked_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], b
                    fused: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over networks, to call ``backward()`` on as it is (seed 1: the fused tail's gradients assume it);
     (M,) detached) mean training loss of each network of a stack on its batch. The sum is taken here so a compiled
-    step fuses it into the loss. ``fused``: (layers, matmul precision) for `lth.train.fused_mlp.fc_losses`, or None
-    for the stack's forward pass."""
-    if fused is not None:
-        losses = fused_mlp.fc_losses(params, fused[0], x, y, fused[1], unit_seed=True)
+    step fuses it into the loss. ``fused``: from `TrainStep`, the fused kernels' loss (`lth.train.fused_mlp`,
+    `lth.train.fused_conv`), or None for the stack's forward pass."""
+    if fused is not None and fused[0] == "mlp":
+        losses = fused_mlp.fc_losses(params, fused[1], x, y, fused[2], unit_seed=True)
+    elif fused is not None:
+        losses = fused_conv.conv_losses(params, fused[1], x, y, fused[2])
     else:
         logits = stacked_logits(template, params, buffers, x, autocast)
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
@@ -206,23 +209,26 @@ def indexed_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], b
     return total
 
 
-def _fused_tail(stack: NetworkStack, batch_size: int, precision: str, compile: bool,
-                wanted: bool | None) -> tuple | None:
-    """(layers, Triton matmul precision) for `stacked_losses` when the stack's loss runs through
-    `lth.train.fused_mlp` (see `TrainStep`), else None."""
-    if wanted is False:
+def _fused_loss(stack: NetworkStack, batch_size: int, precision: str, compile: bool, wanted: bool | None
+                ) -> tuple | None:
+    """('mlp', layers, Triton matmul precision) or ('conv', layers, precision) for `stacked_losses` when the
+    stack's loss runs through `lth.train.fused_mlp` or `lth.train.fused_conv` (see `TrainStep`), else None."""
+    if wanted is False or (wanted is None and not (compile and stack.device.type == "cuda")):
         return None
-    layers = fused_mlp.tail_layers(stack, batch_size) if precision in ("fp32", "tf32") else None
+    triton = fused_mlp.available()
+    tail = fused_mlp.tail_layers(stack, batch_size) if precision in ("fp32", "tf32") and triton else None
+    convs = fused_conv.conv_layers(stack) if triton else None
+    if tail and (wanted or (precision == "tf32" and stack.size <= fused_mlp.FAST_UP_TO)):
+        return "mlp", tail, "ieee" if precision == "fp32" else "tf32"
+    if convs and (wanted or precision == "bf16"):
+        return "conv", convs, precision
     if wanted is None:
-        fast = (compile and precision == "tf32" and stack.device.type == "cuda" and stack.size <= fused_mlp.FAST_UP_TO
-                and fused_mlp.available())
-        return (layers, "tf32") if fast and layers else None
-    if layers is None or not fused_mlp.available():
-        raise ValueError(f"fused_mlp=True needs Triton and a plain stack of FC networks with biases (last hidden "
-                         f"width <= {fused_mlp.MAX_HIDDEN}, <= {fused_mlp.MAX_CLASSES} classes, batch <= "
-                         f"{fused_mlp.MAX_BATCH}) at precision 'fp32' or 'tf32'; got a {type(stack).__name__} of "
-                         f"{type(stack.template).__name__}, batch {batch_size}, precision {precision!r}")
-    return layers, "ieee" if precision == "fp32" else "tf32"
+        return None
+    raise ValueError(f"fused=True needs Triton and a plain stack of FC networks with biases (last hidden width <= "
+                     f"{fused_mlp.MAX_HIDDEN}, <= {fused_mlp.MAX_CLASSES} classes, batch <= {fused_mlp.MAX_BATCH}) "
+                     f"at precision 'fp32' or 'tf32', or of ConvNets (at most {fused_conv.MAX_OUT_CHANNELS} channels "
+                     f"per convolution); got a {type(stack).__name__} of {type(stack.template).__name__}, batch "
+                     f"{batch_size}, precision {precision!r}")
 
 
 @functools.cache

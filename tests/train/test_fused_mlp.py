@@ -38,16 +38,16 @@ def test_tail_layers_accepts_plain_fc_stacks_only():
     assert fused_mlp.tail_layers(Subclassed(stack.template, stack.params, stack.buffers), 60) is None
 
 
-def test_fused_mlp_true_refuses_what_it_cannot_take():
+def test_fused_true_refuses_what_it_cannot_take():
     data = load_splits("synthetic", synthetic_shape=(3, 8, 8), synthetic_sizes=(100, 20, 20))
-    conv = NetworkStack.build(lambda s: build_model("conv2", (3, 8, 8), 10, seed=s), [0])
-    with pytest.raises(ValueError, match="fused_mlp=True needs .*ConvNet"):
-        TrainStep(conv, data, make_optimizer(list(conv.params.values()), TrainConfig()), [0], 20, False,
-                  fused_mlp=True)
+    resnet = NetworkStack.build(lambda s: build_model("resnet20", (3, 8, 8), 10, seed=s), [0])
+    with pytest.raises(ValueError, match="fused=True needs .*CifarResNet"):
+        TrainStep(resnet, data, make_optimizer(list(resnet.params.values()), TrainConfig()), [0], 20, False,
+                  fused=True)
     stack = fc_stack()
     with pytest.raises(ValueError, match="precision 'bf16'"):
         TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1], 20, False,
-                  precision="bf16", fused_mlp=True)
+                  precision="bf16", fused=True)
 
 
 def test_fused_tail_is_not_taken_where_it_is_not_the_fast_path():
@@ -56,7 +56,7 @@ def test_fused_tail_is_not_taken_where_it_is_not_the_fast_path():
     make = lambda **kw: TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1], 20,
                                   False, **kw)
     assert make(compile=True).fused is None  # on a CPU: the stack's own (compiled) forward pass
-    assert make(compile=True, fused_mlp=False).fused is None
+    assert make(compile=True, fused=False).fused is None
 
 
 INTERPRETED = textwrap.dedent("""
@@ -105,7 +105,7 @@ INTERPRETED = textwrap.dedent("""
             stack.set_masks({n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
                              for n, m in stack.masks.items()})
             step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig(lr=1e-3)),
-                             [0, 1, 2], 19, False, precision="fp32", compile=True, fused_mlp=fused)
+                             [0, 1, 2], 19, False, precision="fp32", compile=True, fused=fused)
             assert (step.fused is not None) == fused
             step.run(0, [1e-3] * 3)
             stack.check_masks()
@@ -171,7 +171,7 @@ def test_fused_tail_trains_like_the_unfused_step_on_a_gpu(precision):
         stack = make()
         stack.set_masks(masks)
         step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1, 2], 60, True,
-                         chunk=GRAPH_STEPS, precision=precision, compile=True, fused_mlp=fused_tail)
+                         chunk=GRAPH_STEPS, precision=precision, compile=True, fused=fused_tail)
         assert (step.fused is not None) == fused_tail
         with matmul_precision(precision):
             step.run(0, [1.2e-3] * 2 * GRAPH_STEPS)

@@ -1,0 +1,175 @@
+"""The batched convolutions of ConvNet stacks (lth.train.fused_conv): they compute the stack's own loss and
+gradients, and are taken exactly where they apply. On a CPU the Triton kernels run under TRITON_INTERPRET=1 (in a
+subprocess: Triton reads the variable when a kernel is made), in fp32: the interpreter multiplies bf16 tiles
+wrongly, so bf16 is checked on a GPU."""
+
+import textwrap
+
+import pytest
+import torch
+
+from lth.data import load_splits
+from lth.nets.models import build_model
+from lth.nets.stack import NetworkStack
+from lth.train import fused_conv, fused_mlp
+from lth.train.config import TrainConfig
+from lth.train.step import TrainStep, make_optimizer
+
+needs_triton = pytest.mark.skipif(not fused_mlp.available(), reason="needs Triton (torch's CUDA wheels ship it)")
+
+
+def stack_of(model, size=2, shape=(3, 8, 8)):
+    return NetworkStack.build(lambda s: build_model(model, shape, 10, seed=s), list(range(size)))
+
+
+def test_conv_layers_accepts_plain_convnet_stacks_with_narrow_convolutions():
+    convs, linears = fused_conv.conv_layers(stack_of("conv2"))
+    assert convs == (("conv.0.weight", "conv.0.bias"), ("conv.1.weight", "conv.1.bias"))
+    assert linears == tuple((f"fc.{i}.weight", f"fc.{i}.bias") for i in range(3))
+    assert fused_conv.conv_layers(stack_of("conv4")) is not None  # 64 and 128 channels
+    assert fused_conv.conv_layers(stack_of("conv6")) is None  # 256 channels: over MAX_OUT_CHANNELS
+    assert fused_conv.conv_layers(stack_of("lenet300", shape=(1, 8, 8))) is None
+    assert fused_conv.conv_layers(stack_of("resnet20")) is None
+
+    class Subclassed(NetworkStack):  # another stack's forward pass may differ: only NetworkStack itself
+        pass
+    stack = stack_of("conv2")
+    assert fused_conv.conv_layers(Subclassed(stack.template, stack.params, stack.buffers)) is None
+
+
+@needs_triton
+def test_fused_convolutions_are_taken_on_request_and_not_where_they_are_not_the_fast_path():
+    data = load_splits("synthetic", synthetic_shape=(3, 8, 8), synthetic_sizes=(100, 20, 20))
+    stack = stack_of("conv2")
+    make = lambda **kw: TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1], 20,
+                                  False, **kw)
+    assert make(compile=True, precision="bf16").fused is None  # on a CPU: the stack's own (compiled) forward pass
+    assert make(compile=True, precision="bf16", fused=False).fused is None
+    assert make(precision="fp32", fused=True).fused == ("conv", fused_conv.conv_layers(stack), "fp32")
+
+
+def test_conv3x3_refuses_bad_shapes_and_precisions():
+    x, w = torch.zeros(2, 1, 4, 4, 3), torch.zeros(2, 3, 3, 3, 8)
+    with pytest.raises(ValueError, match="precision must be 'tf32' or 'ieee', got 'bf16'"):
+        fused_conv.conv3x3(x, w, "bf16")
+    with pytest.raises(ValueError, match=r"w \(M, 3, 3, C, O\); got \(2, 1, 4, 4, 3\) and \(2, 3, 3, 4, 8\)"):
+        fused_conv.conv3x3(x, torch.zeros(2, 3, 3, 4, 8), "ieee")
+
+
+INTERPRETED = textwrap.dedent("""
+    import torch
+    import torch.nn.functional as F
+    from lth.data import load_splits
+    from lth.nets.models import build_model
+    from lth.nets.stack import NetworkStack
+    from lth.train import fused_conv
+    from lth.train.config import TrainConfig
+    from lth.train.step import TrainStep, make_optimizer, matmul_precision, stacked_logits
+
+    torch.manual_seed(0)
+    torch.set_float32_matmul_precision("highest")
+    # the kernels against torch, network by network: 3 channels (one im2col block of 32 columns) and 20 (several
+    # blocks of 64), pixels over several blocks with borders on every side, the pixel sum split in partial sums
+    for channels, out in ((3, 16), (20, 24)):
+        x = torch.randn(2, 3, 5, 6, channels, requires_grad=True)
+        w = torch.randn(2, 3, 3, channels, out, requires_grad=True)
+        y = fused_conv.conv3x3(x, w, "ieee")
+        dy = torch.randn(y.shape)
+        y.backward(dy)
+        for n in range(2):
+            xn = x[n].detach().permute(0, 3, 1, 2).requires_grad_()
+            wn = w[n].detach().permute(3, 2, 0, 1).requires_grad_()
+            expected = F.conv2d(xn, wn, padding=1)
+            expected.backward(dy[n].permute(0, 3, 1, 2))
+            torch.testing.assert_close(y[n], expected.detach().permute(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(x.grad[n], xn.grad.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(w.grad[n], wn.grad.permute(2, 3, 1, 0), rtol=1e-5, atol=1e-4)
+    # Conv-2's loss and gradients against the stack's own vmapped forward pass (masked; images 6 x 10, pooled)
+    make = lambda: NetworkStack.build(lambda s: build_model("conv2", (3, 6, 10), 10, seed=s), [0, 1])
+    stack = make()
+    stack.set_masks({n: (torch.rand(m.shape) < 0.5).float() for n, m in stack.masks.items()})
+    x, y = torch.randn(2, 3, 3, 6, 10), torch.randint(0, 10, (2, 3))
+    logits = stacked_logits(stack.template, stack.params, stack.buffers, x, False)
+    reference = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
+    reference.sum().backward()
+    expected = {n: p.grad.clone() for n, p in stack.params.items()}
+    for p in stack.params.values():
+        p.grad = None
+    losses = fused_conv.conv_losses(stack.params, fused_conv.conv_layers(stack), x, y, "fp32")
+    losses.sum().backward()
+    torch.testing.assert_close(losses, reference.detach(), rtol=1e-5, atol=1e-6)
+    for n, p in stack.params.items():
+        torch.testing.assert_close(p.grad, expected[n], rtol=1e-4, atol=1e-6)
+    # TrainStep with the fused convolutions against without them: compiled Adam steps on masked networks
+    data = load_splits("synthetic", synthetic_shape=(3, 6, 10), synthetic_sizes=(60, 20, 20))
+    finals = []
+    for fused in (False, True):
+        stack = make()
+        stack.set_masks({n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+                         for n, m in stack.masks.items()})
+        step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig(lr=1e-3)),
+                         [0, 1], 3, False, precision="fp32", compile=True, fused=fused)
+        assert (step.fused is not None) == fused
+        with matmul_precision("fp32"):
+            step.run(0, [1e-3] * 2)
+        stack.check_masks()
+        finals.append(({n: p.detach().clone() for n, p in stack.params.items()}, step.take_running_loss()))
+    torch.testing.assert_close(finals[1][1], finals[0][1], rtol=1e-5, atol=1e-6)
+    for n in finals[0][0]:
+        torch.testing.assert_close(finals[1][0][n], finals[0][0][n], rtol=1e-4, atol=1e-5)
+    print("fused convolutions equal the stack's own")
+""")
+
+
+@needs_triton
+def test_fused_convolutions_equal_the_stacks_own_interpreted(triton_interpreted):
+    """The kernels' output, input and weight gradients equal torch's convolution per network; Conv-2's loss and
+    gradients, and two compiled TrainStep updates, equal the stack's own vmapped forward pass (fp32, the kernels
+    run by Triton's interpreter on a CPU)."""
+    assert "fused convolutions equal" in triton_interpreted(INTERPRETED)
+
+
+@needs_triton
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_fused_convolutions_train_like_the_stacks_own_on_a_gpu():
+    """On a GPU, Conv-2 stacks at bf16: the fused convolutions' gradients are about as far from the fp32
+    gradients as the stack's own bf16 forward pass (at most twice as far), and 200 compiled, captured steps give
+    the training loss of the same steps without them (within bf16's spread)."""
+    from lth.train.step import GRAPH_STEPS, matmul_precision, stacked_logits
+    data = load_splits("synthetic", synthetic_shape=(3, 32, 32), synthetic_sizes=(3000, 100, 100), device="cuda")
+    make = lambda: NetworkStack.build(lambda s: build_model("conv2", (3, 32, 32), 10, seed=s), [0, 1, 2], "cuda")
+    masks = {n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+             for n, m in make().masks.items()}
+    stack = make()
+    stack.set_masks(masks)
+    x, y = data.train.x[:180].view(3, 60, 3, 32, 32), data.train.y[:180].view(3, 60)
+
+    def gradients(fused: bool, precision: str) -> dict[str, torch.Tensor]:
+        for p in stack.params.values():
+            p.grad = None
+        with matmul_precision("fp32"):
+            if fused:
+                losses = fused_conv.conv_losses(stack.params, fused_conv.conv_layers(stack), x, y, precision)
+            else:
+                logits = stacked_logits(stack.template, stack.params, stack.buffers, x, precision == "bf16")
+                losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
+            losses.sum().backward()
+        return {n: p.grad.clone() for n, p in stack.params.items()}
+
+    exact, fused, torch_bf16 = gradients(False, "fp32"), gradients(True, "bf16"), gradients(False, "bf16")
+    distance = lambda a, n: ((a[n] - exact[n]).norm() / exact[n].norm()).item()
+    assert all(distance(fused, n) < 2 * distance(torch_bf16, n) + 1e-3 for n in exact), \
+        {n: (distance(fused, n), distance(torch_bf16, n)) for n in exact}
+    fp32 = gradients(True, "fp32")
+    assert all(distance(fp32, n) < 1e-4 for n in exact), {n: distance(fp32, n) for n in exact}
+    losses = []
+    for fused_convs in (False, True):
+        stack = make()
+        stack.set_masks(masks)
+        step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1, 2], 60, True,
+                         chunk=GRAPH_STEPS, precision="bf16", compile=True, fused=fused_convs)
+        assert (step.fused is not None) == fused_convs
+        step.run(0, [1e-3] * 2 * GRAPH_STEPS)
+        stack.check_masks()
+        losses.append(step.take_running_loss())
+    torch.testing.assert_close(losses[1], losses[0], rtol=2e-2, atol=0)
