@@ -4,6 +4,7 @@ subprocess: Triton reads the variable when a kernel is made), in fp32: the inter
 wrongly, so bf16 is checked on a GPU."""
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,14 +58,16 @@ def test_conv3x3_refuses_bad_shapes_and_precisions():
 
 
 INTERPRETED = textwrap.dedent("""
+    import sys
     import torch
     import torch.nn.functional as F
     from lth.data import load_splits
     from lth.nets.models import build_model
     from lth.nets.stack import NetworkStack
     from lth.train import fused_conv
-    from lth.train.config import TrainConfig
-    from lth.train.step import TrainStep, make_optimizer, matmul_precision, stacked_logits
+    from lth.train.step import matmul_precision, stacked_logits
+    sys.path.insert(0, sys.argv[1])
+    from fused_steps import assert_fused_steps_match
 
     torch.manual_seed(0)
     torch.set_float32_matmul_precision("highest")
@@ -102,21 +105,7 @@ INTERPRETED = textwrap.dedent("""
         torch.testing.assert_close(p.grad, expected[n], rtol=1e-4, atol=1e-6)
     # TrainStep with the fused convolutions against without them: compiled Adam steps on masked networks
     data = load_splits("synthetic", synthetic_shape=(3, 6, 10), synthetic_sizes=(60, 20, 20))
-    finals = []
-    for fused in (False, True):
-        stack = make()
-        stack.set_masks({n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
-                         for n, m in stack.masks.items()})
-        step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig(lr=1e-3)),
-                         [0, 1], 3, False, precision="fp32", compile=True, fused=fused)
-        assert (step.fused is not None) == fused
-        with matmul_precision("fp32"):
-            step.run(0, [1e-3] * 2)
-        stack.check_masks()
-        finals.append(({n: p.detach().clone() for n, p in stack.params.items()}, step.take_running_loss()))
-    torch.testing.assert_close(finals[1][1], finals[0][1], rtol=1e-5, atol=1e-6)
-    for n in finals[0][0]:
-        torch.testing.assert_close(finals[1][0][n], finals[0][0][n], rtol=1e-4, atol=1e-5)
+    assert_fused_steps_match(make, data, [0, 1], 3, 2)
     print("fused convolutions equal the stack's own")
 """)
 
@@ -126,7 +115,7 @@ def test_fused_convolutions_equal_the_stacks_own_interpreted(triton_interpreted)
     """The kernels' output, input and weight gradients equal torch's convolution per network; Conv-2's loss and
     gradients, and two compiled TrainStep updates, equal the stack's own vmapped forward pass (fp32, the kernels
     run by Triton's interpreter on a CPU)."""
-    assert "fused convolutions equal" in triton_interpreted(INTERPRETED)
+    assert "fused convolutions equal" in triton_interpreted(INTERPRETED, str(Path(__file__).parent))
 
 
 def float64_gradients(stack: NetworkStack, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@ taken exactly where it applies. On a CPU the Triton kernels run under TRITON_INT
 Triton reads the variable when a kernel is made)."""
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,13 +61,15 @@ def test_fused_tail_is_not_taken_where_it_is_not_the_fast_path():
 
 
 INTERPRETED = textwrap.dedent("""
+    import sys
     import torch
     from lth.data import load_splits
     from lth.nets.models import build_model
     from lth.nets.stack import NetworkStack
     from lth.train import fused_mlp
-    from lth.train.config import TrainConfig
-    from lth.train.step import TrainStep, make_optimizer, matmul_precision, stacked_logits
+    from lth.train.step import matmul_precision, stacked_logits
+    sys.path.insert(0, sys.argv[1])
+    from fused_steps import assert_fused_steps_match
 
     torch.manual_seed(0)
     # widths and batch not powers of two (the kernels pad them), three hidden layers (one before the tail), the
@@ -99,20 +102,7 @@ INTERPRETED = textwrap.dedent("""
                     torch.testing.assert_close(p.grad, wanted[n], rtol=1e-5, atol=1e-6)
         # TrainStep with the fused tail against without it: a few compiled Adam steps on masked networks
         data = load_splits("synthetic", synthetic_shape=(1, 8, 8), synthetic_sizes=(200, 20, 20))
-        finals = []
-        for fused in (False, True):
-            stack = make()
-            stack.set_masks({n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
-                             for n, m in stack.masks.items()})
-            step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig(lr=1e-3)),
-                             [0, 1, 2], 19, False, precision="fp32", compile=True, fused=fused)
-            assert (step.fused is not None) == fused
-            step.run(0, [1e-3] * 3)
-            stack.check_masks()
-            finals.append(({n: p.detach().clone() for n, p in stack.params.items()}, step.take_running_loss()))
-        torch.testing.assert_close(finals[1][1], finals[0][1], rtol=1e-5, atol=1e-6)
-        for n in finals[0][0]:
-            torch.testing.assert_close(finals[1][0][n], finals[0][0][n], rtol=1e-4, atol=1e-5)
+        assert_fused_steps_match(make, data, [0, 1, 2], 19, 3)
     print("fused tail equals the stack's own loss and gradients")
 """)
 
@@ -122,7 +112,7 @@ def test_fused_tail_equals_the_stacks_own_loss_and_gradients_interpreted(triton_
     """Loss, gradients (a backward seed per network, or the unit seed the caller promised; each in its weight's
     layout; both tile settings) and three compiled TrainStep updates equal the stack's own vmapped forward pass,
     the kernels run by Triton's interpreter on a CPU."""
-    assert "fused tail equals" in triton_interpreted(INTERPRETED)
+    assert "fused tail equals" in triton_interpreted(INTERPRETED, str(Path(__file__).parent))
 
 
 @needs_triton
