@@ -5,7 +5,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from lth.data import DataSplits
+from lth.data import DataSplits, load_splits
+from lth.nets.models import build_model
 from lth.nets.stack import NetworkStack
 from lth.train.config import TrainConfig
 from lth.train.step import TrainStep, make_optimizer, matmul_precision
@@ -30,3 +31,15 @@ def assert_fused_steps_match(make: Callable[[], NetworkStack], data: DataSplits,
     torch.testing.assert_close(finals[1][1], finals[0][1], rtol=1e-5, atol=1e-6)
     for n in finals[0][0]:
         torch.testing.assert_close(finals[1][0][n], finals[0][0][n], rtol=1e-4, atol=1e-5)
+
+
+def masked_gpu_stack(model: str, shape: tuple[int, int, int]):
+    """A stack of three ``model`` networks on a GPU with masks at density about 0.5, synthetic data of ``shape`` and
+    one batch of 60 per network: (data, make (a fresh unmasked stack), masks, the masked stack, x, y)."""
+    data = load_splits("synthetic", synthetic_shape=shape, synthetic_sizes=(3000, 100, 100), device="cuda")
+    make = lambda: NetworkStack.build(lambda s: build_model(model, shape, 10, seed=s), [0, 1, 2], "cuda")
+    masks = {n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+             for n, m in make().masks.items()}
+    stack = make()
+    stack.set_masks(masks)
+    return data, make, masks, stack, data.train.x[:180].view(3, 60, *shape), data.train.y[:180].view(3, 60)

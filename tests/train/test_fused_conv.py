@@ -15,6 +15,7 @@ from lth.nets.stack import NetworkStack
 from lth.train import fused_conv, fused_mlp
 from lth.train.config import TrainConfig
 from lth.train.step import TrainStep, make_optimizer
+from fused_steps import masked_gpu_stack  # tests/train/fused_steps.py
 
 needs_triton = pytest.mark.skipif(not fused_mlp.available(), reason="needs Triton (torch's CUDA wheels ship it)")
 
@@ -139,18 +140,6 @@ def test_float64_gradients_are_the_stacks_own():
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 
 
-def gpu_conv2_batch():
-    """A masked stack of three Conv-2s on a GPU, the synthetic data and one batch of 60 per network."""
-    data = load_splits("synthetic", synthetic_shape=(3, 32, 32), synthetic_sizes=(3000, 100, 100), device="cuda")
-    make = lambda: NetworkStack.build(lambda s: build_model("conv2", (3, 32, 32), 10, seed=s), [0, 1, 2], "cuda")
-    masks = {n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
-             for n, m in make().masks.items()}
-    stack = make()
-    stack.set_masks(masks)
-    x, y = data.train.x[:180].view(3, 60, 3, 32, 32), data.train.y[:180].view(3, 60)
-    return data, make, masks, stack, x, y
-
-
 def gradients(stack: NetworkStack, x: torch.Tensor, y: torch.Tensor, fused: bool, precision: str
               ) -> dict[str, torch.Tensor]:
     from lth.train.step import matmul_precision, stacked_logits
@@ -177,7 +166,7 @@ def test_fused_convolutions_bf16_gradients_are_as_close_as_the_stacks_own_on_a_g
     (float64) gradients as the stack's own bf16 forward pass (at most twice as far, plus bf16's rounding unit
     2^-8: on one H200 the output bias's were 0.0019 against torch's 0.0002, the rest within 6%, all about 0.10
     or less; a wrong gradient is off by tens of percent)."""
-    _, _, _, stack, x, y = gpu_conv2_batch()
+    _, _, _, stack, x, y = masked_gpu_stack("conv2", (3, 32, 32))
     exact = float64_gradients(stack, x, y)
     fused = distances(gradients(stack, x, y, True, "bf16"), exact)
     own = distances(gradients(stack, x, y, False, "bf16"), exact)
@@ -194,7 +183,7 @@ def test_fused_convolutions_bf16_gradients_are_as_close_as_the_stacks_own_on_a_g
 def test_fused_convolutions_fp32_gradients_are_exact_on_a_gpu():
     """On a GPU, at fp32 (Triton's 'ieee' matmuls) the fused convolutions' gradients equal the float64 ones (to
     1e-4 relative; cuDNN's own fp32 convolutions use TF32 by default, 3e-4 to 8e-4 off)."""
-    _, _, _, stack, x, y = gpu_conv2_batch()
+    _, _, _, stack, x, y = masked_gpu_stack("conv2", (3, 32, 32))
     gradients(stack, x, y, True, "bf16")
     gradients(stack, x, y, False, "bf16")
     fp32 = distances(gradients(stack, x, y, True, "fp32"), float64_gradients(stack, x, y))
@@ -207,7 +196,7 @@ def test_fused_convolutions_train_like_the_stacks_own_on_a_gpu():
     """200 compiled, captured bf16 steps of masked Conv-2 stacks with the fused convolutions give the training
     loss of the same steps without them (within bf16's spread), and masked weights stay zero."""
     from lth.train.step import GRAPH_STEPS
-    data, make, masks, _, _, _ = gpu_conv2_batch()
+    data, make, masks, _, _, _ = masked_gpu_stack("conv2", (3, 32, 32))
     losses = []
     for fused_convs in (False, True):
         stack = make()

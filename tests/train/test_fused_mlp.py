@@ -14,6 +14,7 @@ from lth.nets.stack import NetworkStack
 from lth.train import fused_mlp
 from lth.train.config import TrainConfig
 from lth.train.step import TrainStep, make_optimizer
+from fused_steps import masked_gpu_stack  # tests/train/fused_steps.py
 
 needs_triton = pytest.mark.skipif(not fused_mlp.available(), reason="needs Triton (torch's CUDA wheels ship it)")
 
@@ -127,13 +128,7 @@ def test_fused_tail_trains_like_the_unfused_step_on_a_gpu(precision):
     200 steps: Adam moves a weight whose gradient is near zero by about the learning rate whichever sign rounding
     gives it.)"""
     from lth.train.step import GRAPH_STEPS, matmul_precision, stacked_logits
-    data = load_splits("synthetic", synthetic_shape=(1, 28, 28), synthetic_sizes=(3000, 100, 100), device="cuda")
-    make = lambda: NetworkStack.build(lambda s: build_model("lenet300", (1, 28, 28), 10, seed=s), [0, 1, 2], "cuda")
-    masks = {n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
-             for n, m in make().masks.items()}
-    stack = make()
-    stack.set_masks(masks)
-    x, y = data.train.x[:180].view(3, 60, 1, 28, 28), data.train.y[:180].view(3, 60)
+    data, make, masks, stack, x, y = masked_gpu_stack("lenet300", (1, 28, 28))
 
     def gradients(fused: bool, matmuls: str) -> dict[str, torch.Tensor]:
         for p in stack.params.values():
