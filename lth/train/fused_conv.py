@@ -11,10 +11,12 @@ transposed) and the weight gradient (im2col(x)^T dy, its sum over pixels split i
 in a fixed order, so that a run's result does not depend on scheduling). Measured against cuDNN's grouped
 convolution by benchmarks/batched_conv.py (REPRODUCIBILITY.md, "Against the best idioms").
 
-Used by `lth.train.step.TrainStep` for plain stacks of `lth.nets.models.ConvNet` (`conv_layers` says which),
-compiled, at bf16, on a GPU with Triton; at fp32 and tf32 on request. The arithmetic is the stack's own
-(ReLU after every convolution, a 2x2 max-pool closing each pair, the flattened features in NCHW order through
-the fully connected layers, mean cross-entropy), up to floating-point rounding (tests/train/test_fused_conv.py).
+Used by `lth.train.step.TrainStep` for plain stacks of `lth.nets.models.ConvNet` of at most 64 channels (Conv-2),
+compiled, at bf16, on a GPU with Triton; for those of at most 128 (Conv-4; `conv_layers` says which) and at fp32
+and tf32 on request. The
+arithmetic is the stack's own (ReLU after every convolution, a 2x2 max-pool closing each pair, the flattened
+features in NCHW order through the fully connected layers, mean cross-entropy), up to floating-point rounding
+(tests/train/test_fused_conv.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from lth.nets.models import ConvNet
 from lth.nets.stack import NetworkStack
 
 MAX_OUT_CHANNELS = 128  # the weight gradient's program holds all output channels of a row block
+# TrainStep takes the kernels by default where they were measured faster than cuDNN's grouped convolutions: on one
+# H200, Conv-2's 64-channel convolutions (benchmarks/results/h200/batched_conv.txt); Conv-4's 128 on request
+FAST_UP_TO_CHANNELS = 64
+
+
+def widest(stack: NetworkStack) -> int:
+    """The most output channels of a `ConvNet` stack's convolutions."""
+    return max(conv.out_channels for conv in stack.template.conv)
 
 
 def conv_layers(stack: NetworkStack) -> tuple[tuple, tuple] | None:
@@ -34,7 +44,7 @@ def conv_layers(stack: NetworkStack) -> tuple[tuple, tuple] | None:
     `ConvNet`s whose convolutions the kernels take (at most MAX_OUT_CHANNELS outputs), else None."""
     if type(stack) is not NetworkStack or type(stack.template) is not ConvNet:
         return None
-    if any(conv.out_channels > MAX_OUT_CHANNELS for conv in stack.template.conv):
+    if widest(stack) > MAX_OUT_CHANNELS:
         return None
     names = lambda prefix, layers: tuple((f"{prefix}.{i}.weight", f"{prefix}.{i}.bias" if layer.bias is not None
                                           else None) for i, layer in enumerate(layers))

@@ -58,12 +58,13 @@ class TrainStep:
     kernels per step, so a slow or busy CPU never starves the GPU. Augmented data (drawn on the
     host side of the graph) goes one step at a time.
 
-    ``fused``: the loss through Triton kernels written for the stack's model: for `FC` stacks (LeNet-300-100)
-    the last two layers, the loss and their gradients in one kernel (`lth.train.fused_mlp`); for `ConvNet`
-    stacks (Conv-2/4/6) the 3x3 convolutions batched over networks (`lth.train.fused_conv`). None: where that
-    is the fast path (compiled, on a GPU with Triton; FC stacks at tf32 of at most ``fused_mlp.FAST_UP_TO``
-    networks, where Triton's full-precision matmuls are slower than cuBLAS's at fp32; ConvNet stacks at
-    bf16). True raises ValueError for a stack or precision neither takes."""
+    ``fused``: the loss through Triton kernels written for the stack's model: for `FC` stacks (LeNet-300-100) the
+    last two layers, the loss and their gradients in one kernel (`lth.train.fused_mlp`); for `ConvNet` stacks of at
+    most 128 channels (Conv-2, Conv-4) the 3x3 convolutions batched over networks (`lth.train.fused_conv`). None:
+    where that is the fast path (compiled, on a GPU with Triton; FC stacks at tf32 of at most
+    ``fused_mlp.FAST_UP_TO`` networks, where Triton's full-precision matmuls are slower than cuBLAS's at fp32;
+    ConvNet stacks of at most ``fused_conv.FAST_UP_TO_CHANNELS`` channels (Conv-2) at bf16). True raises ValueError
+    for a stack or precision neither takes."""
 
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
 
@@ -220,7 +221,7 @@ def _fused_loss(stack: NetworkStack, batch_size: int, precision: str, compile: b
     convs = fused_conv.conv_layers(stack) if triton else None
     if tail and (wanted or (precision == "tf32" and stack.size <= fused_mlp.FAST_UP_TO)):
         return "mlp", tail, "ieee" if precision == "fp32" else "tf32"
-    if convs and (wanted or precision == "bf16"):
+    if convs and (wanted or (precision == "bf16" and fused_conv.widest(stack) <= fused_conv.FAST_UP_TO_CHANNELS)):
         return "conv", convs, precision
     if wanted is None:
         return None
