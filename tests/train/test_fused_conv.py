@@ -177,9 +177,9 @@ def test_fused_convolutions_bf16_gradients_are_as_close_as_the_stacks_own_on_a_g
 @needs_triton
 @needs_gpu
 @pytest.mark.xfail(strict=True, reason="open: on one H200 this test found the convolutions' fp32 gradients 5-8e-4 from "
-                   "float64 (TF32's size) after the bf16 passes of the test above, while a standalone script through "
-                   "the same path (random data, no masks, also after a bf16 pass) found them within 2e-6; cause not "
-                   "found (REPRODUCIBILITY.md). fp32 is opt-in (fused=True); bf16 is the default")
+                   "float64 (TF32's size), while a standalone script through the same path (random data, no masks, "
+                   "after a fused bf16 pass but not the stack's own vmapped bf16 pass) found them within 2e-6; cause "
+                   "not found (REPRODUCIBILITY.md). fp32 is opt-in (fused=True); bf16 is the default")
 def test_fused_convolutions_fp32_gradients_are_exact_on_a_gpu():
     """On a GPU, at fp32 (Triton's 'ieee' matmuls) the fused convolutions' gradients equal the float64 ones (to
     1e-4 relative; cuDNN's own fp32 convolutions use TF32 by default, 3e-4 to 8e-4 off)."""
