@@ -55,7 +55,9 @@ def conv_losses(params: dict[str, torch.Tensor], layers: tuple[tuple, tuple], x:
                 precision: str) -> torch.Tensor:
     """(M,) mean cross-entropy of each network of a `ConvNet` stack on its batch: ``x`` (M, B, C, H, W) images,
     ``y`` (M, B) int64 labels, ``params`` the stack's tensors, ``layers`` from `conv_layers`. ``precision``:
-    'bf16' (activations and weights in bf16, fp32 sums, as torch's autocast), 'tf32' or 'fp32'."""
+    'bf16' (activations and weights in bf16, fp32 sums, as torch's autocast), 'tf32' or 'fp32'. One difference
+    from the template's forward pass beyond rounding: the max-pool's gradient is shared among tied maxima (torch's
+    max_pool2d gives it to one of them), which ties of bf16 values can make matter."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     matmuls = "ieee" if precision == "fp32" else "tf32"
     convs, linears = layers
