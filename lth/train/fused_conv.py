@@ -55,7 +55,8 @@ def conv_losses(params: dict[str, torch.Tensor], layers: tuple[tuple, tuple], x:
                 precision: str) -> torch.Tensor:
     """(M,) mean cross-entropy of each network of a `ConvNet` stack on its batch: ``x`` (M, B, C, H, W) images,
     ``y`` (M, B) int64 labels, ``params`` the stack's tensors, ``layers`` from `conv_layers`. ``precision``:
-    'bf16' (activations and weights in bf16, fp32 sums, as torch's autocast), 'tf32' or 'fp32'. One difference
+    'bf16' (activations and weights in bf16, fp32 sums, as torch's autocast), 'tf32' or 'fp32' (true fp32
+    convolutions, where the stack's own cuDNN convolutions use TF32 by torch's default). One difference
     from the template's forward pass beyond rounding: the max-pool's gradient is shared among tied maxima (torch's
     max_pool2d gives it to one of them), which ties of bf16 values can make matter."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -105,7 +106,8 @@ def _kernels():
                 O: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_J: tl.constexpr,
                 PRECISION: tl.constexpr):
         # program (pixel block, output block, network n): y[n] (B*H*W, O) = im2col(x[n]) (B*H*W, 9C) @ w[n] (9C, O)
-        pid_p, pid_o, n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        # int64 network index: a stack's activations may pass 2^31 elements (64 Conv-2s at batch 512)
+        pid_p, pid_o, n = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
         rp = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
         ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
         acc = tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.float32)
@@ -123,7 +125,7 @@ def _kernels():
                     O: tl.constexpr, SPLIT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr,
                     BLOCK_J: tl.constexpr, PRECISION: tl.constexpr):
         # program (row block, s, network n): im2col(x[n])^T dy[n] over pixel blocks s, s + SPLIT, ... into partial s
-        pid_j, s, n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        pid_j, s, n = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
         j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
         ro = tl.arange(0, BLOCK_O)
         acc = tl.zeros((BLOCK_J, BLOCK_O), dtype=tl.float32)
@@ -155,12 +157,16 @@ def _processors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
 
 
-def _check(x: torch.Tensor, w: torch.Tensor, precision: str) -> None:
+def _check(op: str, x: torch.Tensor, other: torch.Tensor, precision: str, shapes_ok: bool, wanted: str) -> None:
+    # the kernels index contiguous memory and ignore strides: refuse what they would read wrongly
     if precision not in ("tf32", "ieee"):
         raise ValueError(f"precision must be 'tf32' or 'ieee', got {precision!r}")
-    if x.dim() != 5 or w.dim() != 5 or w.shape[1:3] != (3, 3) or w.shape[3] != x.shape[4] or w.shape[0] != x.shape[0]:
-        raise ValueError(f"conv3x3 needs x (M, B, H, W, C) and w (M, 3, 3, C, O); got {tuple(x.shape)} and "
-                         f"{tuple(w.shape)}")
+    if x.dim() != 5 or other.dim() != 5 or not shapes_ok:
+        raise ValueError(f"{op} needs {wanted}; got {tuple(x.shape)} and {tuple(other.shape)}")
+    if not (x.is_contiguous() and other.is_contiguous()) or x.dtype != other.dtype or x.device != other.device:
+        raise ValueError(f"{op} needs contiguous tensors of one dtype on one device; got {x.dtype} "
+                         f"(contiguous: {x.is_contiguous()}) on {x.device} and {other.dtype} (contiguous: "
+                         f"{other.is_contiguous()}) on {other.device}")
 
 
 @torch.library.custom_op("lth::conv3x3", mutates_args=())
@@ -168,8 +174,9 @@ def conv3x3(x: torch.Tensor, w: torch.Tensor, precision: str) -> torch.Tensor:
     """Each network's 3x3 'same' convolution (stride 1, zero padding, no bias): x (M, B, H, W, C) channels-last,
     w (M, 3, 3, C, O), both contiguous and of one dtype (fp32 or bf16); returns (M, B, H, W, O) in that dtype,
     summed in fp32. ``precision``: 'tf32' or 'ieee', the matmuls of fp32 inputs (bf16 inputs use bf16 tensor
-    cores). Raises ValueError for other shapes or precisions."""
-    _check(x, w, precision)
+    cores). Raises ValueError for other shapes, layouts or precisions."""
+    _check("conv3x3", x, w, precision, x.dim() == w.dim() == 5 and w.shape[1:3] == (3, 3) and
+           w.shape[3] == x.shape[4] and w.shape[0] == x.shape[0], "x (M, B, H, W, C) and w (M, 3, 3, C, O)")
     networks, batch, height, width, channels = x.shape
     out = w.shape[-1]
     y = x.new_empty(networks, batch, height, width, out)
@@ -189,7 +196,10 @@ def _(x, w, precision):
 def conv3x3_weight_grad(x: torch.Tensor, dy: torch.Tensor, precision: str) -> torch.Tensor:
     """The weight gradient of `conv3x3`: x (M, B, H, W, C) and dy (M, B, H, W, O), contiguous, O at most
     MAX_OUT_CHANNELS; returns (M, 3, 3, C, O) in x's dtype. The sum over the B*H*W pixels is split in enough
-    partial sums to fill the GPU, added in a fixed order: the same result at every run."""
+    partial sums to fill the GPU, added in a fixed order: the same result at every run. Raises ValueError for
+    other shapes, layouts or precisions."""
+    _check("conv3x3_weight_grad", x, dy, precision, x.dim() == dy.dim() == 5 and x.shape[:4] == dy.shape[:4],
+           "x (M, B, H, W, C) and dy (M, B, H, W, O)")
     networks, batch, height, width, channels = x.shape
     out = dy.shape[-1]
     if out > MAX_OUT_CHANNELS:

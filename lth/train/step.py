@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lth.data import DataSplits, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
+from lth.nets.models import ConvNet
 from lth.nets.stack import NetworkStack, stacked_forward
 from lth.train import fused_conv, fused_mlp
 from lth.train.config import TrainConfig
@@ -64,7 +65,8 @@ class TrainStep:
     where that is the fast path (compiled, on a GPU with Triton; FC stacks at tf32 of at most
     ``fused_mlp.FAST_UP_TO`` networks, where Triton's full-precision matmuls are slower than cuBLAS's at fp32;
     ConvNet stacks of at most ``fused_conv.FAST_UP_TO_CHANNELS`` channels (Conv-2) at bf16). True raises ValueError
-    for a stack or precision neither takes."""
+    for a stack or precision neither takes; at fp32 the fused convolutions are true fp32, where cuDNN's use TF32
+    by torch's default."""
 
     WARMUP = 3  # eager steps before capture (lazy initialisation must not happen inside a graph)
 
@@ -225,11 +227,16 @@ def _fused_loss(stack: NetworkStack, batch_size: int, precision: str, compile: b
         return "conv", convs, precision
     if wanted is None:
         return None
-    raise ValueError(f"fused=True needs Triton and a plain stack of FC networks with biases (last hidden width <= "
+    got = f"got a {type(stack).__name__} of {type(stack.template).__name__}"
+    if not triton:
+        raise ValueError(f"fused=True needs Triton (torch's CUDA wheels ship it); {got}")
+    if fused_conv.conv_layers(stack) is None and isinstance(stack.template, ConvNet):
+        raise ValueError(f"fused=True takes plain NetworkStacks of ConvNets of at most {fused_conv.MAX_OUT_CHANNELS} "
+                         f"channels per convolution; {got} of {fused_conv.widest(stack)}")
+    raise ValueError(f"fused=True needs a plain NetworkStack of FC networks with biases (last hidden width <= "
                      f"{fused_mlp.MAX_HIDDEN}, <= {fused_mlp.MAX_CLASSES} classes, batch <= {fused_mlp.MAX_BATCH}) "
-                     f"at precision 'fp32' or 'tf32', or of ConvNets (at most {fused_conv.MAX_OUT_CHANNELS} channels "
-                     f"per convolution); got a {type(stack).__name__} of {type(stack.template).__name__}, batch "
-                     f"{batch_size}, precision {precision!r}")
+                     f"at precision 'fp32' or 'tf32', or of ConvNets; {got}, batch {batch_size}, precision "
+                     f"{precision!r}")
 
 
 @functools.cache
