@@ -16,7 +16,8 @@ def assert_fused_steps_match(make: Callable[[], NetworkStack], data: DataSplits,
                              steps: int) -> None:
     """``steps`` compiled fp32 SGD steps (momentum 0.9) of the masked stack ``make()`` builds, with TrainStep's fused
     kernels and without them: the same running loss and weights, to rounding, and masked weights stay zero. (SGD
-    rather than Adam: Adam's steps hardly depend on the gradient's scale, so a gradient wrong by a factor would pass.)"""
+    rather than Adam: Adam's steps hardly depend on the gradient's scale, so a gradient wrong by a factor would
+    pass.)"""
     finals = []
     for fused in (False, True):
         stack = make()
