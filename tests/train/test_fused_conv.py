@@ -132,7 +132,7 @@ INTERPRETED = textwrap.dedent("""
     torch.testing.assert_close(losses, reference.detach(), rtol=1e-5, atol=1e-6)
     for n, p in stack.params.items():
         torch.testing.assert_close(p.grad, expected[n], rtol=1e-4, atol=1e-6)
-    # TrainStep with the fused convolutions against without them: compiled Adam steps on masked networks
+    # TrainStep with the fused convolutions against without them: compiled SGD steps on masked networks
     data = load_splits("synthetic", synthetic_shape=(3, 6, 10), synthetic_sizes=(60, 20, 20))
     assert_fused_steps_match(make, data, [0, 1], 3, 2)
     print("fused convolutions equal the stack's own")

@@ -101,7 +101,7 @@ INTERPRETED = textwrap.dedent("""
                 for n, p in stack.params.items():
                     assert p.grad.stride() == p.stride(), n
                     torch.testing.assert_close(p.grad, wanted[n], rtol=1e-5, atol=1e-6)
-        # TrainStep with the fused tail against without it: a few compiled Adam steps on masked networks
+        # TrainStep with the fused tail against without it: a few compiled SGD steps on masked networks
         data = load_splits("synthetic", synthetic_shape=(1, 8, 8), synthetic_sizes=(200, 20, 20))
         assert_fused_steps_match(make, data, [0, 1, 2], 19, 3)
     print("fused tail equals the stack's own loss and gradients")
