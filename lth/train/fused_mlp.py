@@ -51,7 +51,7 @@ def tail_layers(stack: NetworkStack, batch: int) -> tuple[tuple[str, str], ...] 
     layer, with biases, no buffers), the last hidden width at most MAX_HIDDEN, at most MAX_CLASSES classes and
     ``batch`` at most MAX_BATCH examples per network; else None."""
     template = stack.template
-    if type(stack) is not NetworkStack or not isinstance(template, FC) or stack.buffers:
+    if type(stack) is not NetworkStack or type(template) is not FC or stack.buffers:  # a subclass may differ
         return None
     linears = list(template.fc)
     if len(linears) < 2 or any(type(layer) is not nn.Linear or layer.bias is None for layer in linears):

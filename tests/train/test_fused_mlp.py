@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lth.data import load_splits
-from lth.nets.models import build_model
+from lth.nets.models import FC, build_model
 from lth.nets.stack import NetworkStack
 from lth.train import fused_mlp
 from lth.train.config import TrainConfig
@@ -38,6 +38,11 @@ def test_tail_layers_accepts_plain_fc_stacks_only():
         pass
     stack = fc_stack()
     assert fused_mlp.tail_layers(Subclassed(stack.template, stack.params, stack.buffers), 60) is None
+
+    class OwnForward(FC):  # a model of the user's own on FC's layers: its forward pass may differ
+        def forward(self, x):
+            return super().forward(x) * 2
+    assert fused_mlp.tail_layers(NetworkStack.build(lambda s: OwnForward(64, (32, 16), 10), [0, 1]), 60) is None
 
 
 def test_fused_true_refuses_what_it_cannot_take():
