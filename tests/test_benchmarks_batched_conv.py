@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lth.train import fused_mlp
+from lth.train import triton_support
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -27,7 +27,7 @@ SMOKE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not fused_mlp.available(), reason="needs Triton (torch's CUDA wheels ship it)")
+@pytest.mark.skipif(not triton_support.available(), reason="needs Triton (torch's CUDA wheels ship it)")
 def test_batched_conv_probe_times_every_pass_and_its_kernels_agree_with_cudnns_layouts(triton_interpreted):
     out = triton_interpreted(SMOKE, str(BENCHMARKS), timeout=300)
     rows = [line for line in out.splitlines() if line.startswith("conv ")]

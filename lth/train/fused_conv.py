@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from lth.nets.models import ConvNet
 from lth.nets.stack import NetworkStack
+from lth.train.triton_support import cdiv, processors
 
 MAX_OUT_CHANNELS = 128  # the weight gradient's program holds all output channels of a row block
 # TrainStep takes the kernels by default where they were measured faster than cuDNN's grouped convolutions: on one
@@ -152,11 +153,6 @@ def grad_tiles(channels: int) -> tuple[int, int, int]:
     return (128, 32, 4) if 9 * channels <= 32 else (128, 64, 8)
 
 
-@functools.cache
-def _processors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
-
-
 def _check(op: str, x: torch.Tensor, other: torch.Tensor, precision: str, shapes_ok: bool, wanted: str) -> None:
     # the kernels index contiguous memory and ignore strides: refuse what they would read wrongly
     if precision not in ("tf32", "ieee"):
@@ -181,7 +177,7 @@ def conv3x3(x: torch.Tensor, w: torch.Tensor, precision: str) -> torch.Tensor:
     out = w.shape[-1]
     y = x.new_empty(networks, batch, height, width, out)
     block_p, block_o, block_j, warps = forward_tiles(channels)
-    grid = (-(-batch * height * width // block_p), -(-out // block_o), networks)
+    grid = (cdiv(batch * height * width, block_p), cdiv(out, block_o), networks)
     _kernels()[0][grid](x, w, y, B=batch, H=height, W=width, C=channels, O=out, BLOCK_P=block_p, BLOCK_O=block_o,
                         BLOCK_J=block_j, PRECISION=precision, num_warps=warps)
     return y
@@ -205,8 +201,8 @@ def conv3x3_weight_grad(x: torch.Tensor, dy: torch.Tensor, precision: str) -> to
     if out > MAX_OUT_CHANNELS:
         raise ValueError(f"conv3x3_weight_grad takes at most {MAX_OUT_CHANNELS} output channels, got {out}")
     block_p, block_j, warps = grad_tiles(channels)
-    row_blocks, pixel_blocks = -(-9 * channels // block_j), -(-batch * height * width // block_p)
-    split = max(1, min(pixel_blocks, -(-4 * _processors(x.device) // (row_blocks * networks))))
+    row_blocks, pixel_blocks = cdiv(9 * channels, block_j), cdiv(batch * height * width, block_p)
+    split = max(1, min(pixel_blocks, cdiv(4 * processors(x.device), row_blocks * networks)))
     partial = x.new_empty(networks, split, 9 * channels, out, dtype=torch.float32)
     _kernels()[1][(row_blocks, split, networks)](
         x, dy, partial, B=batch, H=height, W=width, C=channels, O=out, SPLIT=split, BLOCK_P=block_p,

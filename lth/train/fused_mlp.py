@@ -22,7 +22,6 @@ for fp32), equal to it up to floating-point rounding (tests/train/test_fused_mlp
 from __future__ import annotations
 
 import functools
-import importlib.util
 from typing import Sequence
 
 import torch
@@ -30,6 +29,7 @@ from torch import nn
 
 from lth.nets.models import FC
 from lth.nets.stack import NetworkStack
+from lth.train.triton_support import cdiv, processors
 
 # The kernel keeps (batch x hidden) tiles in registers and shared memory: these bounds (padded to 64 x 128 x 16,
 # LeNet-300-100's batch of 60, 100 hidden units, 10 classes) are the shapes that ran on a GPU
@@ -38,11 +38,6 @@ MAX_BATCH, MAX_HIDDEN, MAX_CLASSES = 64, 128, 16
 # and 20 networks, and slower at 50 and 100, where torch's batched matmuls fill the GPU; at fp32 ('ieee', no
 # tensor cores) it was slower at 1 and 20 (benchmarks/gpu_probe.py, benchmarks/side_by_side.py; REPRODUCIBILITY.md)
 FAST_UP_TO = 32
-
-
-def available() -> bool:
-    """Whether Triton can be imported (it ships with torch's CUDA wheels on Linux)."""
-    return importlib.util.find_spec("triton") is not None
 
 
 def tail_layers(stack: NetworkStack, batch: int) -> tuple[tuple[str, str], ...] | None:
@@ -156,11 +151,6 @@ def tiles(networks: int) -> tuple[int, int]:
     return (32, 4) if networks <= 8 else (64, 8)
 
 
-@functools.cache
-def _processors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
-
-
 @torch.library.custom_op("lth::mlp_tail", mutates_args=())
 def mlp_tail(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
              y: torch.Tensor, precision: str, unit_seed: bool = False
@@ -179,17 +169,13 @@ def mlp_tail(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tens
     pow2 = lambda v: max(16, 1 << (int(v) - 1).bit_length())
     # enough programs per network to fill the GPU, each with at least one block of the input's columns
     block_k, warps = tiles(networks)
-    split = max(1, min(_cdiv(width, block_k), _cdiv(2 * _processors(a.device), networks)))
+    split = max(1, min(cdiv(width, block_k), cdiv(2 * processors(a.device), networks)))
     _kernel()[(networks, split)](
         a, w2, b2.contiguous(), w3, b3.contiguous(), y, loss, *grads,
         *a.stride(), *w2.stride(), *w3.stride(), *y.stride(), B=batch, K=width, H=w2.shape[1], C=w3.shape[1],
         BP=pow2(batch), HP=pow2(w2.shape[1]), CP=pow2(w3.shape[1]), BK=block_k, SPLIT=split, PRECISION=precision,
         num_warps=warps)
     return loss, *grads
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 @mlp_tail.register_fake

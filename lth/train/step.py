@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from lth.data import DataSplits, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
 from lth.nets.models import ConvNet
 from lth.nets.stack import NetworkStack, stacked_forward
-from lth.train import fused_conv, fused_mlp
+from lth.train import fused_conv, fused_mlp, triton_support
 from lth.train.config import TrainConfig
 from lth.train.optim import compile_per_shape, masked_update
 
@@ -218,7 +218,7 @@ def _fused_loss(stack: NetworkStack, batch_size: int, precision: str, compile: b
     stack's loss runs through `lth.train.fused_mlp` or `lth.train.fused_conv` (see `TrainStep`), else None."""
     if wanted is False or (wanted is None and not (compile and stack.device.type == "cuda")):
         return None
-    triton = fused_mlp.available()
+    triton = triton_support.available()
     tail = fused_mlp.tail_layers(stack, batch_size) if precision in ("fp32", "tf32") and triton else None
     convs = fused_conv.conv_layers(stack) if triton else None
     if tail and (wanted or (precision == "tf32" and stack.size <= fused_mlp.FAST_UP_TO)):
@@ -230,7 +230,7 @@ def _fused_loss(stack: NetworkStack, batch_size: int, precision: str, compile: b
     got = f"got a {type(stack).__name__} of {type(stack.template).__name__}"
     if not triton:
         raise ValueError(f"fused=True needs Triton (torch's CUDA wheels ship it); {got}")
-    if fused_conv.conv_layers(stack) is None and isinstance(stack.template, ConvNet):
+    if convs is None and isinstance(stack.template, ConvNet):
         raise ValueError(f"fused=True takes plain NetworkStacks of ConvNets of at most {fused_conv.MAX_OUT_CHANNELS} "
                          f"channels per convolution; {got} of {fused_conv.widest(stack)}")
     raise ValueError(f"fused=True needs a plain NetworkStack of FC networks with biases (last hidden width <= "

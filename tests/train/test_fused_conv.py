@@ -12,12 +12,12 @@ import torch
 from lth.data import load_splits
 from lth.nets.models import build_model
 from lth.nets.stack import NetworkStack
-from lth.train import fused_conv, fused_mlp
+from lth.train import fused_conv, triton_support
 from lth.train.config import TrainConfig
 from lth.train.step import TrainStep, make_optimizer
 from fused_steps import masked_gpu_stack  # tests/train/fused_steps.py
 
-needs_triton = pytest.mark.skipif(not fused_mlp.available(), reason="needs Triton (torch's CUDA wheels ship it)")
+needs_triton = pytest.mark.skipif(not triton_support.available(), reason="needs Triton (torch's CUDA wheels ship it)")
 
 
 def stack_of(model, size=2, shape=(3, 8, 8)):
