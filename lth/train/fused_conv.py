@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from lth.nets.models import ConvNet
 from lth.nets.stack import NetworkStack
-from lth.train.triton_support import cdiv, processors
+from lth.train.triton_support import block, cdiv, processors
 
 MAX_OUT_CHANNELS = 128  # the weight gradient's program holds all output channels of a row block
 # TrainStep takes the kernels by default where they were measured faster than cuDNN's grouped convolutions: on one
@@ -157,7 +157,7 @@ def _check(op: str, x: torch.Tensor, other: torch.Tensor, precision: str, shapes
     # the kernels index contiguous memory and ignore strides: refuse what they would read wrongly
     if precision not in ("tf32", "ieee"):
         raise ValueError(f"precision must be 'tf32' or 'ieee', got {precision!r}")
-    if x.dim() != 5 or other.dim() != 5 or not shapes_ok:
+    if not shapes_ok:
         raise ValueError(f"{op} needs {wanted}; got {tuple(x.shape)} and {tuple(other.shape)}")
     if not (x.is_contiguous() and other.is_contiguous()) or x.dtype != other.dtype or x.device != other.device:
         raise ValueError(f"{op} needs contiguous tensors of one dtype on one device; got {x.dtype} "
@@ -206,7 +206,7 @@ def conv3x3_weight_grad(x: torch.Tensor, dy: torch.Tensor, precision: str) -> to
     partial = x.new_empty(networks, split, 9 * channels, out, dtype=torch.float32)
     _kernels()[1][(row_blocks, split, networks)](
         x, dy, partial, B=batch, H=height, W=width, C=channels, O=out, SPLIT=split, BLOCK_P=block_p,
-        BLOCK_O=max(16, 1 << (out - 1).bit_length()), BLOCK_J=block_j, PRECISION=precision, num_warps=warps)
+        BLOCK_O=block(out), BLOCK_J=block_j, PRECISION=precision, num_warps=warps)
     return partial.sum(1).view(networks, 3, 3, channels, out).to(x.dtype)
 
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from lth.nets.models import FC
 from lth.nets.stack import NetworkStack
-from lth.train.triton_support import cdiv, processors
+from lth.train.triton_support import block, cdiv, processors
 
 # The kernel keeps (batch x hidden) tiles in registers and shared memory: these bounds (padded to 64 x 128 x 16,
 # LeNet-300-100's batch of 60, 100 hidden units, 10 classes) are the shapes that ran on a GPU
@@ -166,14 +166,13 @@ def mlp_tail(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tens
         raise ValueError(f"precision must be 'tf32' or 'ieee', got {precision!r}")
     loss, *grads = _outputs(a, w2, b2, w3, b3)
     networks, batch, width = a.shape
-    pow2 = lambda v: max(16, 1 << (int(v) - 1).bit_length())
     # enough programs per network to fill the GPU, each with at least one block of the input's columns
     block_k, warps = tiles(networks)
     split = max(1, min(cdiv(width, block_k), cdiv(2 * processors(a.device), networks)))
     _kernel()[(networks, split)](
         a, w2, b2.contiguous(), w3, b3.contiguous(), y, loss, *grads,
         *a.stride(), *w2.stride(), *w3.stride(), *y.stride(), B=batch, K=width, H=w2.shape[1], C=w3.shape[1],
-        BP=pow2(batch), HP=pow2(w2.shape[1]), CP=pow2(w3.shape[1]), BK=block_k, SPLIT=split, PRECISION=precision,
+        BP=block(batch), HP=block(w2.shape[1]), CP=block(w3.shape[1]), BK=block_k, SPLIT=split, PRECISION=precision,
         num_warps=warps)
     return loss, *grads
 

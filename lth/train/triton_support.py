@@ -24,3 +24,8 @@ def processors(device: torch.device) -> int:
 def cdiv(a: int, b: int) -> int:
     """Ceiling of a / b for positive integers."""
     return -(-a // b)
+
+
+def block(size: int) -> int:
+    """The smallest power of two >= ``size`` and >= 16 (tl.dot's least tile side): a tile holding ``size``."""
+    return max(16, 1 << (int(size) - 1).bit_length())

@@ -1,5 +1,6 @@
-"""A check shared by the fused kernels' tests (test_fused_mlp.py, test_fused_conv.py); imported by the scripts those
-tests run under Triton's interpreter, so a plain module rather than a fixture."""
+"""What the fused kernels' tests (test_fused_mlp.py, test_fused_conv.py) share: a check of compiled steps with and
+without a fused path, imported by the scripts those tests run under Triton's interpreter (so a plain module rather
+than a fixture), and the masked stacks of their GPU tests."""
 
 from typing import Callable, Sequence
 
