@@ -31,6 +31,7 @@ from lth.train.triton_support import block, cdiv
 # (input columns, output columns) of a program's tile, and its warps; the weight's output dimension is its fast one
 # in lth's gradient layout (lth.nets.stack), so tiles run along it
 TILE_IN, TILE_OUT, WARPS = 64, 64, 4
+GRADIENT = "dot"  # the gradient's tile by tl.dot ('dot') or by a loop of outer products over the batch ('outer')
 
 
 def first_layer(stack: NetworkStack, optimizer: torch.optim.Optimizer, layers: tuple[tuple[str, str], ...]
@@ -87,7 +88,7 @@ def update(optimizer: torch.optim.Adam, weight: torch.Tensor, mask: torch.Tensor
         state["exp_avg_sq"], step_size, root_correction2, *x.stride(), *dz.stride(), *weight.stride(),
         x.shape[1], outputs, inputs, 1 - beta1, beta2, 1 - beta2, group["eps"], group["weight_decay"],
         BP=block(x.shape[1]), BI=TILE_IN, BO=TILE_OUT, MASKED=mask is not None, DECAY=group["weight_decay"] != 0,
-        PRECISION=precision, num_warps=WARPS)
+        PRECISION=precision, OUTER=GRADIENT == "outer", num_warps=WARPS)
 
 
 @functools.cache
@@ -102,25 +103,35 @@ def _kernel():
                     s_xn, s_xb, s_xi, s_dn, s_db, s_do, s_wn, s_wo, s_wi, B, O, I,
                     one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
                     BP: tl.constexpr, BI: tl.constexpr, BO: tl.constexpr, MASKED: tl.constexpr, DECAY: tl.constexpr,
-                    PRECISION: tl.constexpr):
+                    PRECISION: tl.constexpr, OUTER: tl.constexpr):
         # Program (n, i, o): network n's weight tile of inputs i * BI .. and outputs o * BO .., held as (BI, BO)
         n, ti, to = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         rb, ri, ro = tl.arange(0, BP), ti * BI + tl.arange(0, BI), to * BO + tl.arange(0, BO)
         b_ok, i_ok, o_ok = rb < B, ri < I, ro < O
-        x = tl.load(x_ptr + n * s_xn + rb[:, None] * s_xb + ri[None, :] * s_xi, mask=b_ok[:, None] & i_ok[None, :],
-                    other=0.0)
-        dz = tl.load(dz_ptr + n * s_dn + rb[:, None] * s_db + ro[None, :] * s_do, mask=b_ok[:, None] & o_ok[None, :],
-                     other=0.0)
-        g = tl.dot(tl.trans(x), dz, input_precision=PRECISION)  # (BI, BO): the gradient's tile, transposed
         at = n * s_wn + ri[:, None] * s_wi + ro[None, :] * s_wo
         ok = i_ok[:, None] & o_ok[None, :]
-        if MASKED:
-            g = tl.where(tl.load(keep_ptr + at, mask=ok, other=0) != 0, g, 0.0)
+        # the state's loads first: they stream from memory while the gradient's tile is computed
         p = tl.load(w_ptr + at, mask=ok, other=0.0)
-        if DECAY:
-            g = g + weight_decay * p
         m = tl.load(m_ptr + at, mask=ok, other=0.0)
         v = tl.load(v_ptr + at, mask=ok, other=0.0)
+        if MASKED:
+            keep = tl.load(keep_ptr + at, mask=ok, other=0) != 0
+        if OUTER:  # sum over the batch of outer products, fp32 FMAs in the state's layout
+            g = tl.zeros((BI, BO), dtype=tl.float32)
+            for b in range(0, B):
+                xb = tl.load(x_ptr + n * s_xn + b * s_xb + ri * s_xi, mask=i_ok, other=0.0)
+                db = tl.load(dz_ptr + n * s_dn + b * s_db + ro * s_do, mask=o_ok, other=0.0)
+                g += xb[:, None] * db[None, :]
+        else:
+            x = tl.load(x_ptr + n * s_xn + rb[:, None] * s_xb + ri[None, :] * s_xi,
+                        mask=b_ok[:, None] & i_ok[None, :], other=0.0)
+            dz = tl.load(dz_ptr + n * s_dn + rb[:, None] * s_db + ro[None, :] * s_do,
+                         mask=b_ok[:, None] & o_ok[None, :], other=0.0)
+            g = tl.dot(tl.trans(x), dz, input_precision=PRECISION)  # (BI, BO): the gradient's tile, transposed
+        if MASKED:
+            g = tl.where(keep, g, 0.0)
+        if DECAY:
+            g = g + weight_decay * p
         m = m + one_minus_beta1 * (g - m)  # torch's lerp(m, g, 1 - beta1) for a weight below 0.5
         v = v * beta2 + one_minus_beta2 * (g * g)
         denominator = tl.sqrt_rn(v) / tl.load(root_ptr) + eps
