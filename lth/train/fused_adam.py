@@ -100,11 +100,16 @@ def _kernel():
 
     @triton.jit
     def linear_adam(x_ptr, dz_ptr, w_ptr, keep_ptr, m_ptr, v_ptr, step_size_ptr, root_ptr,
-                    s_xn, s_xb, s_xi, s_dn, s_db, s_do, s_wn, s_wo, s_wi, B, O, I,
+                    s_xn: tl.constexpr, s_xb: tl.constexpr, s_xi: tl.constexpr, s_dn: tl.constexpr,
+                    s_db: tl.constexpr, s_do: tl.constexpr, s_wn: tl.constexpr, s_wo: tl.constexpr,
+                    s_wi: tl.constexpr, B: tl.constexpr, O: tl.constexpr, I: tl.constexpr,
                     one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
                     BP: tl.constexpr, BI: tl.constexpr, BO: tl.constexpr, MASKED: tl.constexpr, DECAY: tl.constexpr,
                     PRECISION: tl.constexpr, OUTER: tl.constexpr):
-        # Program (n, i, o): network n's weight tile of inputs i * BI .. and outputs o * BO .., held as (BI, BO)
+        # Program (n, i, o): network n's weight tile of inputs i * BI .. and outputs o * BO .., held as (BI, BO).
+        # Strides and sizes are constants (one compilation per layer shape): a row of LeNet's weight starts every
+        # 300 floats, which Triton's run-time specialisation (multiples of 16) would not see as 16-byte aligned,
+        # leaving every load and store a scalar one
         n, ti, to = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         rb, ri, ro = tl.arange(0, BP), ti * BI + tl.arange(0, BI), to * BO + tl.arange(0, BO)
         b_ok, i_ok, o_ok = rb < B, ri < I, ro < O
