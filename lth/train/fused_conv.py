@@ -57,9 +57,7 @@ def conv_losses(params: dict[str, torch.Tensor], layers: tuple[tuple, tuple], x:
     """(M,) mean cross-entropy of each network of a `ConvNet` stack on its batch: ``x`` (M, B, C, H, W) images,
     ``y`` (M, B) int64 labels, ``params`` the stack's tensors, ``layers`` from `conv_layers`. ``precision``:
     'bf16' (activations and weights in bf16, fp32 sums, as torch's autocast), 'tf32' or 'fp32' (true fp32
-    convolutions, where the stack's own cuDNN convolutions use TF32 by torch's default). One difference
-    from the template's forward pass beyond rounding: the max-pool's gradient is shared among tied maxima (torch's
-    max_pool2d gives it to one of them), which ties of bf16 values can make matter."""
+    convolutions, where the stack's own cuDNN convolutions use TF32 by torch's default)."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     matmuls = "ieee" if precision == "fp32" else "tf32"
     convs, linears = layers
@@ -69,9 +67,12 @@ def conv_losses(params: dict[str, torch.Tensor], layers: tuple[tuple, tuple], x:
         if bias is not None:
             h = h + params[bias].to(dtype)[:, None, None, None, :]
         h = torch.relu(h)
-        if i % 2 == 1:  # a 2x2 max-pool closes every pair (an odd last row or column is dropped, as max_pool2d does)
+        if i % 2 == 1:  # a 2x2 max-pool closes every pair: torch's, on the channels-last images as (M*B, C, H, W)
+            # (a max over 2x2 blocks, whose gradient is shared among tied maxima, trained Conv-2 stacks markedly slower
+            # at bf16, where ties are common: REPRODUCIBILITY.md)
             m, b, height, width, c = h.shape
-            h = h[:, :, :height // 2 * 2, :width // 2 * 2].reshape(m, b, height // 2, 2, width // 2, 2, c).amax((3, 5))
+            h = F.max_pool2d(h.permute(0, 1, 4, 2, 3).reshape(m * b, c, height, width), 2)
+            h = h.view(m, b, c, height // 2, width // 2).permute(0, 1, 3, 4, 2)
     h = h.permute(0, 1, 4, 2, 3).flatten(2)  # the template's flatten order (C, H, W)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         for i, (weight, bias) in enumerate(linears):
