@@ -9,8 +9,7 @@ and (--layouts) with conv weights and activations in channels-last order and bat
 (B, H, W, M, C) order they are NHWC convolutions, which cuDNN runs without transposing), or (streams)
 each network as a dense channels-last net on its own CUDA stream. With --fused-mlp, masked stacks (density 0.5)
 with the FC tail fused into lth.train.fused_mlp's Triton kernel (at each --tiles setting) against torch's
-batched matmuls, and the first layer's weight gradient fused into its Adam update (lth.train.fused_adam, at each
---adam-tiles setting).
+batched matmuls.
 
     python benchmarks/gpu_probe.py [--stack 20] [--modes max-autotune-no-cudagraphs]
     python benchmarks/gpu_probe.py --whole-step --stack 1 20
@@ -18,7 +17,6 @@ batched matmuls, and the first layer's weight gradient fused into its Adam updat
     python benchmarks/gpu_probe.py --eager-update --stack 20 1           # uncompiled: lth's update op by op or torch's fused
     python benchmarks/gpu_probe.py --conv-profile resnet20 conv2 --layouts default channels_last streams
     python benchmarks/gpu_probe.py --fused-mlp --stack 20 1 50 100 --tiles 64:8 32:4   # FC tail: Triton kernel or matmuls
-    python benchmarks/gpu_probe.py --fused-mlp --stack 20 1 --adam-tiles 64:64:4 32:128:4   # and the first layer's update
 
 Earlier findings of this probe (REPRODUCIBILITY.md, Performance): evaluating on a second stream
 while training did not pay (28.2 ms per 100 steps + evaluation vs 27.2 ms serial); compiled code
@@ -36,7 +34,7 @@ from lth.nets.stack import NetworkStack
 from lth.nets.models import build_model
 from lth.train.config import TrainConfig
 from lth.train.evaluate import evaluate
-from lth.train import fused_adam, fused_mlp
+from lth.train import fused_mlp
 from lth.train.step import TrainStep, make_optimizer, matmul_precision
 from throughput import settle_compile_workers
 
@@ -113,9 +111,6 @@ def main() -> None:
     parser.add_argument("--tiles", nargs="+", default=["auto"],
                         help="with --fused-mlp: BLOCK_K:NUM_WARPS settings of lth.train.fused_mlp's kernel to time "
                              "('auto': lth.train.fused_mlp.tiles, by stack size)")
-    parser.add_argument("--adam-tiles", nargs="*", default=["auto"],
-                        help="with --fused-mlp: TILE_IN:TILE_OUT:WARPS settings of lth.train.fused_adam's kernel to "
-                             "time, with the fused tail at 'auto' tiles ('auto': lth's own)")
     parser.add_argument("--eager-update", action="store_true",
                         help="uncompiled steps: lth's update op by op against torch's fused Adam, then stop")
     args = parser.parse_args()
@@ -125,10 +120,7 @@ def main() -> None:
         return eager_update(args.stack)
     if args.fused_mlp:
         return compare_steps(args.stack, [("tail as batched matmuls", partial(TrainStep, fused=False), True)] + [
-            (f"tail fused (lth.train.fused_mlp), {setting}", partial(fused_tile, setting, first_layer=False), True)
-            for setting in args.tiles] + [
-            (f"tail fused, first layer's gradient in its Adam update (lth.train.fused_adam), {setting}",
-             partial(adam_tile, setting), True) for setting in args.adam_tiles])
+            (f"tail fused (lth.train.fused_mlp), {setting}", partial(fused_tile, setting), True) for setting in args.tiles])
     if args.conv_profile:
         for M in args.stack:
             conv_profile(args.conv_profile, M, args.layouts)
@@ -193,12 +185,12 @@ class CorrectionsInlineStep(TrainStep):
     """TrainStep (Adam) whose update is `_adam_corrections_inline`, compiled as lth compiles its own."""
 
     def _update(self, k):
-        from lth.train.optim import adam_state, compiled_update
+        from lth.train.optim import _adam_state, _compiled
         self.stack.before_update()
         params = [p for p in self.stack.params.values()]
-        state = [adam_state(self.optimizer, p) for p in params]
+        state = [_adam_state(self.optimizer, p) for p in params]
         group = self.optimizer.param_groups[0]
-        compiled_update(_adam_corrections_inline)([p.detach() for p in params], [p.grad for p in params],
+        _compiled(_adam_corrections_inline)([p.detach() for p in params], [p.grad for p in params],
                     [self.stack.gradient_masks.get(n) for n in self.stack.params],
                     [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state],
                     self.lr_plan[k], *group["betas"], group["eps"], group["weight_decay"])
@@ -219,30 +211,15 @@ class TorchFusedStep(TrainStep):
 AUTO_TILES = fused_mlp.tiles  # lth's own choice by stack size
 
 
-def fused_tile(setting: str, *args, first_layer: bool = True, **kwargs) -> TrainStep:
+def fused_tile(setting: str, *args, **kwargs) -> TrainStep:
     """A TrainStep whose fused FC tail runs with ``setting``, 'BLOCK_K:NUM_WARPS' or 'auto' (fused_mlp.tiles is read at every
-    launch: the setting holds until the next variant is built), at any stack size; ``first_layer``: its weight's
-    gradient inside its Adam update (lth.train.fused_adam, lth's default) or through autograd."""
+    launch: the setting holds until the next variant is built), at any stack size."""
     if setting == "auto":
         fused_mlp.tiles = AUTO_TILES
     else:
         block_k, warps = map(int, setting.split(":"))
         fused_mlp.tiles = lambda networks: (block_k, warps)
-    step = TrainStep(*args, fused=True, **kwargs)
-    if not first_layer:
-        step.first_layer = None
-    return step
-
-
-AUTO_ADAM_TILES = (fused_adam.TILE_IN, fused_adam.TILE_OUT, fused_adam.WARPS)
-
-
-def adam_tile(setting: str, *args, **kwargs) -> TrainStep:
-    """A TrainStep with the fused tail at lth's tiles and lth.train.fused_adam's kernel at ``setting``,
-    'TILE_IN:TILE_OUT:WARPS' or 'auto' (read at every launch: the setting holds until the next variant is built)."""
-    tiles = AUTO_ADAM_TILES if setting == "auto" else tuple(map(int, setting.split(":")))
-    fused_adam.TILE_IN, fused_adam.TILE_OUT, fused_adam.WARPS = tiles
-    return fused_tile("auto", *args, **kwargs)
+    return TrainStep(*args, fused=True, **kwargs)
 
 
 def update_scalars(stacks: list[int]) -> None:
@@ -291,13 +268,13 @@ def _fused_step(template, params, buffers, masks, states, x, y, lr, running, hyp
 
 def whole_step_kind(options: dict) -> type:
     """A TrainStep (Adam, no weight decay, plain data) whose step is `_fused_step` compiled with Inductor ``options``."""
-    from lth.train.optim import adam_state
+    from lth.train.optim import _adam_state
     fused = torch.compile(_fused_step, dynamic=False, options=options)
 
     class WholeStep(TrainStep):
         def _body(self, k):
             opt, names, idx = self.optimizer, list(self.stack.params), self.plan[k]
-            state = [adam_state(opt, self.stack.params[n]) for n in names]
+            state = [_adam_state(opt, self.stack.params[n]) for n in names]
             fused(self.stack.template, {n: self.stack.params[n].detach() for n in names}, self.stack.buffers,
                   [self.stack.gradient_masks.get(n) for n in names],
                   ([s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [s["step"] for s in state]),

@@ -61,20 +61,15 @@ def tail_layers(stack: NetworkStack, batch: int) -> tuple[tuple[str, str], ...] 
 
 
 def fc_losses(params: dict[str, torch.Tensor], layers: Sequence[tuple[str, str]], x: torch.Tensor, y: torch.Tensor,
-              precision: str, unit_seed: bool = False, preactivated: bool = False) -> torch.Tensor:
+              precision: str, unit_seed: bool = False) -> torch.Tensor:
     """(M,) mean cross-entropy of each network of an `FC` stack on its batch: ``x`` (M, B, ...) inputs (flattened
     here), ``y`` (M, B) int64 labels, ``params`` the stack's tensors (weights (M, out, in)), ``layers`` from
     `tail_layers`, ``precision`` 'tf32' (TF32 tensor cores) or 'ieee' (full fp32) for the tail's matmuls,
-    ``unit_seed`` as in `mlp_tail` (True only where backward starts from the sum of the losses, seed 1),
-    ``preactivated``: ``x`` is already the first layer's ``input @ W^T`` (M, B, out), its bias yet to be added (see
-    `lth.train.fused_adam`). The layers before the last two are batched matmuls (+ ReLU); the last two and the loss
-    are the fused kernels."""
+    ``unit_seed`` as in `mlp_tail` (True only where backward starts from the sum of the losses, seed 1). The
+    layers before the last two are batched matmuls (+ ReLU); the last two and the loss are the fused kernels."""
     h = x.flatten(2)
-    for i, (weight, bias) in enumerate(layers[:-2]):
-        if preactivated and i == 0:
-            h = torch.relu(h + params[bias].unsqueeze(1))
-        else:
-            h = torch.relu(torch.baddbmm(params[bias].unsqueeze(1), h, params[weight].transpose(1, 2)))
+    for weight, bias in layers[:-2]:
+        h = torch.relu(torch.baddbmm(params[bias].unsqueeze(1), h, params[weight].transpose(1, 2)))
     (w2, b2), (w3, b3) = layers[-2:]
     return torch.ops.lth.mlp_tail(h, params[w2], params[b2], params[w3], params[b3], y, precision, unit_seed)[0]
 

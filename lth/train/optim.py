@@ -60,7 +60,7 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
     grads = [p.grad for p, _ in live]
     mask_list = [m for _, m in live]
     if adam:
-        state = [adam_state(optimizer, p) for p, _ in live]
+        state = [_adam_state(optimizer, p) for p, _ in live]
         per_weight = [[s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state]]
     else:
         per_weight = [[_sgd_state(optimizer, p) for p, _ in live] if group["momentum"] else [None] * len(live)]
@@ -85,14 +85,14 @@ def masked_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
             torch_adam(weights, grads, *per_weight, [], steps, fused=True, amsgrad=False, beta1=beta1, beta2=beta2,
                        lr=lr, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
         else:
-            scalars = (compiled_update(adam_scalars) if compile else adam_scalars)(steps, lr, beta1, beta2)
-            (compiled_update(_adam) if compile else _adam)(weights, grads, mask_list, *per_weight, scalars, beta1, beta2,
+            scalars = (_compiled(adam_scalars) if compile else adam_scalars)(steps, lr, beta1, beta2)
+            (_compiled(_adam) if compile else _adam)(weights, grads, mask_list, *per_weight, scalars, beta1, beta2,
                                                      group["eps"], group["weight_decay"])
     elif torch_fused:  # momentum buffers start at zero (see _sgd): never torch's first-step special case
         torch_sgd(weights, grads, *per_weight, fused=True, weight_decay=group["weight_decay"],
                   momentum=group["momentum"], lr=lr, dampening=0.0, nesterov=group["nesterov"], maximize=False)
     else:
-        (compiled_update(_sgd) if compile else _sgd)(weights, grads, mask_list, *per_weight, lr, group["momentum"],
+        (_compiled(_sgd) if compile else _sgd)(weights, grads, mask_list, *per_weight, lr, group["momentum"],
                                                group["nesterov"], group["weight_decay"])
 
 
@@ -153,9 +153,7 @@ def _sgd(weights, grads, masks, buffers, lr, momentum: float, nesterov: bool, we
             p.sub_(lr * g)
 
 
-def adam_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
-    """``optimizer``'s Adam state of ``p`` in torch.optim.Adam's capturable layout (``step`` a 0-dim fp32 tensor on
-    ``p``'s device; ``exp_avg``, ``exp_avg_sq`` in ``p``'s layout), made (zero) on first use."""
+def _adam_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
     state = optimizer.state[p]
     if not state:  # torch.optim.Adam's layout (capturable: the step count on the parameter's device)
         state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
@@ -190,7 +188,6 @@ def compile_per_shape(fn: Callable, options: dict | None = None) -> Callable:
 
 
 @functools.cache
-def compiled_update(fn: Callable) -> Callable:
-    """``fn`` (an update or its scalars) compiled once per process, with combo kernels on GPUs."""
+def _compiled(fn: Callable) -> Callable:
     # combo kernels: the per-tensor updates become one or two kernels instead of one (or more) per tensor
     return compile_per_shape(fn, {"combo_kernels": True} if torch.cuda.is_available() else None)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from lth.data import DataSplits, augment_cifar, augment_seed, epoch_batches, steps_per_epoch
 from lth.nets.models import ConvNet
 from lth.nets.stack import NetworkStack, stacked_forward
-from lth.train import fused_adam, fused_conv, fused_mlp, triton_support
+from lth.train import fused_conv, fused_mlp, triton_support
 from lth.train.config import TrainConfig
 from lth.train.optim import compile_per_shape, masked_update
 
@@ -81,13 +81,8 @@ class TrainStep:
         self.autocast = precision == "bf16"
         self.compile = compile
         self.fused = _fused_loss(stack, batch_size, precision, compile, fused)
-        # with the fused tail and Adam, the first layer's weight gradient inside its update (lth.train.fused_adam)
-        self.first_layer = (fused_adam.first_layer(stack, optimizer, self.fused[1]) if self.fused and
-                            self.fused[0] == "mlp" and replica is None and not data.augment else None)
         self.losses = compiled(stacked_losses) if compile else stacked_losses
         self.indexed_losses = compiled(indexed_losses) if compile else indexed_losses
-        self.preactivation = compiled(fused_adam.preactivation) if compile else fused_adam.preactivation
-        self.preactivated_losses = compiled(preactivated_losses) if compile else preactivated_losses
         self.per_epoch = steps_per_epoch(len(data.train), batch_size)
         self.epoch, self.batches, self.lrs = None, None, None
         device = stack.device
@@ -153,15 +148,6 @@ class TrainStep:
             if self.replica is not None:  # equal shares: the mean of the shares' gradients is the batch's
                 losses = _all_mean([losses] + [p.grad for p in stack.params.values() if p.grad is not None])[0]
             self.running += losses
-        elif self.first_layer:  # autograd stops at the first layer's output; its weight's update takes the rest
-            weight, mask = stack.params[self.first_layer[0]], stack.gradient_masks.get(self.first_layer[0])
-            x, z = self.preactivation(self.data.train.x, idx, weight)
-            z.requires_grad_(True)
-            self.preactivated_losses(stack.params, self.fused, z, self.data.train.y, idx, self.running
-                                     ).backward(self.one)
-            self._update(k)
-            fused_adam.update(self.optimizer, weight, mask, x, z.grad, self.lr_plan[k], self.fused[2], self.compile)
-            return
         else:  # the batch gather and the running loss inside the (compiled) loss: fewer kernels per step
             self.indexed_losses(stack.template, stack.params, stack.buffers, self.data.train.x, self.data.train.y,
                                 idx, self.running, self.autocast, self.fused).backward(self.one)
@@ -224,15 +210,6 @@ def indexed_losses(template: torch.nn.Module, params: dict[str, torch.Tensor], b
     total, losses = stacked_losses(template, params, buffers, x[idx], y[idx], autocast, fused)
     running.add_(losses)
     return total
-
-
-def preactivated_losses(params: dict[str, torch.Tensor], fused: tuple, z: torch.Tensor, y: torch.Tensor,
-                        idx: torch.Tensor, running: torch.Tensor) -> torch.Tensor:
-    """`indexed_losses` of an FC stack through the fused tail from its first layer's ``input @ W^T`` ``z`` (M, B,
-    out; `lth.train.fused_adam.preactivation`), labels ``y[idx]``: the sum over networks to call backward on."""
-    losses = fused_mlp.fc_losses(params, fused[1], z, y[idx], fused[2], unit_seed=True, preactivated=True)
-    running.add_(losses.detach())
-    return losses.sum()
 
 
 def _fused_loss(stack: NetworkStack, batch_size: int, precision: str, compile: bool, wanted: bool | None

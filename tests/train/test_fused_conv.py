@@ -221,18 +221,23 @@ def test_fused_convolutions_fp32_gradients_are_exact_on_a_gpu():
 @needs_triton
 @needs_gpu
 def test_fused_convolutions_train_like_the_stacks_own_on_a_gpu():
-    """200 compiled, captured bf16 steps of masked Conv-2 stacks with the fused convolutions give the training
-    loss of the same steps without them (within bf16's spread), and masked weights stay zero."""
+    """200 compiled, captured bf16 steps of masked Conv-2 stacks with the fused convolutions end at the training loss
+    of the same steps without them, as closely as the stack's own bf16 steps end at its own fp32 ones (twice that
+    distance plus 2%, per network: the sum of the running loss moves a lot when a network's loss starts to fall,
+    5-7% between bf16 and fp32 on one H200), and masked weights stay zero. A pool whose gradient was shared among
+    tied maxima failed this at two of three networks (benchmarks/results/h200/conv2_bf16_pool.txt)."""
     from lth.train.step import GRAPH_STEPS
     data, make, masks, _, _, _ = masked_gpu_stack("conv2", (3, 32, 32))
-    losses = []
-    for fused_convs in (False, True):
+    losses = {}
+    for fused_convs, precision in ((False, "bf16"), (False, "fp32"), (True, "bf16")):
         stack = make()
         stack.set_masks(masks)
         step = TrainStep(stack, data, make_optimizer(list(stack.params.values()), TrainConfig()), [0, 1, 2], 60, True,
-                         chunk=GRAPH_STEPS, precision="bf16", compile=True, fused=fused_convs)
+                         chunk=GRAPH_STEPS, precision=precision, compile=True, fused=fused_convs)
         assert (step.fused is not None) == fused_convs
         step.run(0, [1e-3] * 2 * GRAPH_STEPS)
         stack.check_masks()
-        losses.append(step.take_running_loss())
-    torch.testing.assert_close(losses[1], losses[0], rtol=2e-2, atol=0)
+        losses[fused_convs, precision] = step.take_running_loss()
+    own, fused = losses[False, "bf16"], losses[True, "bf16"]
+    allowed = 2 * (own - losses[False, "fp32"]).abs() + 0.02 * own
+    assert torch.all((fused - own).abs() <= allowed), (fused.tolist(), own.tolist(), allowed.tolist())
