@@ -57,22 +57,27 @@ def conv_losses(params: dict[str, torch.Tensor], layers: tuple[tuple, tuple], x:
     """(M,) mean cross-entropy of each network of a `ConvNet` stack on its batch: ``x`` (M, B, C, H, W) images,
     ``y`` (M, B) int64 labels, ``params`` the stack's tensors, ``layers`` from `conv_layers`. ``precision``:
     'bf16' (activations and weights in bf16, fp32 sums, as torch's autocast), 'tf32' or 'fp32' (true fp32
-    convolutions, where the stack's own cuDNN convolutions use TF32 by torch's default)."""
+    convolutions, where the stack's own cuDNN convolutions use TF32 by torch's default).
+
+    The pool comes before the bias and ReLU (the same values: a bias is one constant per channel, and ReLU and
+    max commute), over the convolution's stored output, so that the backward pass finds the maxima by comparing
+    tensors that were written to memory. After a bias and ReLU fused by Inductor, which keeps bf16 intermediates in
+    fp32 registers, the backward pass compared unrounded values with the rounded maximum, found no match in many
+    windows and dropped their gradient: Conv-2 stacks trained markedly slower at bf16
+    (benchmarks/results/h200/conv2_bf16_pool.txt). Tied maxima share the gradient (torch's max_pool2d gives it to
+    one of them)."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     matmuls = "ieee" if precision == "fp32" else "tf32"
     convs, linears = layers
     h = x.to(dtype).permute(0, 1, 3, 4, 2).contiguous()  # channels-last
     for i, (weight, bias) in enumerate(convs):
         h = torch.ops.lth.conv3x3(h, params[weight].to(dtype).permute(0, 3, 4, 2, 1).contiguous(), matmuls)
+        if i % 2 == 1:  # a 2x2 max-pool closes every pair (an odd last row or column is dropped, as max_pool2d does)
+            m, b, height, width, c = h.shape
+            h = h[:, :, :height // 2 * 2, :width // 2 * 2].reshape(m, b, height // 2, 2, width // 2, 2, c).amax((3, 5))
         if bias is not None:
             h = h + params[bias].to(dtype)[:, None, None, None, :]
         h = torch.relu(h)
-        if i % 2 == 1:  # a 2x2 max-pool closes every pair: torch's, on the channels-last images as (M*B, C, H, W)
-            # (a max over 2x2 blocks, whose gradient is shared among tied maxima, trained Conv-2 stacks markedly slower
-            # at bf16, where ties are common: REPRODUCIBILITY.md)
-            m, b, height, width, c = h.shape
-            h = F.max_pool2d(h.permute(0, 1, 4, 2, 3).reshape(m * b, c, height, width), 2)
-            h = h.view(m, b, c, height // 2, width // 2).permute(0, 1, 3, 4, 2)
     h = h.permute(0, 1, 4, 2, 3).flatten(2)  # the template's flatten order (C, H, W)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         for i, (weight, bias) in enumerate(linears):
