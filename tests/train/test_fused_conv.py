@@ -224,8 +224,9 @@ def test_fused_convolutions_train_like_the_stacks_own_on_a_gpu():
     """200 compiled, captured bf16 steps of masked Conv-2 stacks with the fused convolutions end at the training loss
     of the same steps without them, as closely as the stack's own bf16 steps end at its own fp32 ones (twice that
     distance plus 2%, per network: the sum of the running loss moves a lot when a network's loss starts to fall,
-    5-7% between bf16 and fp32 on one H200), and masked weights stay zero. A pool whose gradient was shared among
-    tied maxima failed this at two of three networks (benchmarks/results/h200/conv2_bf16_pool.txt)."""
+    5-7% between bf16 and fp32 on one H200), and masked weights stay zero. A pool whose backward dropped gradients
+    (it compared Inductor's unrounded recomputation with the rounded maximum) failed this at two of three networks
+    (benchmarks/results/h200/conv2_bf16_pool.txt)."""
     from lth.train.step import GRAPH_STEPS
     data, make, masks, _, _, _ = masked_gpu_stack("conv2", (3, 32, 32))
     losses = {}
