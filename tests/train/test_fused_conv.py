@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lth.data import load_splits
 from lth.nets.models import build_model
@@ -210,13 +211,36 @@ def test_fused_convolutions_fp32_gradients_are_exact_on_a_gpu():
     Upstream of the pool they may differ by up to 2e-3: where a window's two largest values are within fp32's
     rounding of each other, fp32 and float64 can pick different maxima and send the window's gradient to different
     weights (on one H200 this test's masked stacks were 5-8e-4 off there, and on a CPU the stack's own exact-fp32
-    pass is up to 2e-3 off on random data: benchmarks/results/h200/conv2_fp32_gradients.txt). TF32 arithmetic
-    instead of fp32 would put the FC layers near 1e-3; a wrong gradient is off by tens of percent."""
+    pass is up to 2e-3 off on random data: benchmarks/results/h200/conv2_fp32_gradients.txt); a wrong gradient is off
+    by tens of percent. The kernels' own fp32 exactness, without a pool, is the next test's."""
     _, _, _, stack, x, y = masked_gpu_stack("conv2", (3, 32, 32))
     fp32 = distances(gradients(stack, x, y, True, "fp32"), float64_gradients(stack, x, y))
     routed = {"conv.0.weight", "conv.0.bias", "conv.1.weight"}
     assert all(d < (2e-3 if n in routed else 1e-5) for n, d in fp32.items()), \
         "; ".join(f"{n} {d:.2g}" for n, d in fp32.items())
+
+
+@needs_triton
+@needs_gpu
+def test_fused_kernels_are_exact_at_fp32_on_a_gpu():
+    """On a GPU, the kernels at 'ieee' (Conv-2's second layer, 64 -> 64 channels, 32 x 32 images, three networks):
+    output, input gradient and weight gradient within 1e-5 of float64 convolutions, relative to each tensor's norm
+    (TF32 arithmetic would be near 1e-3)."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(3, 8, 32, 32, 64, generator=g, device="cuda", requires_grad=True)
+    w = torch.randn(3, 3, 3, 64, 64, generator=g, device="cuda", requires_grad=True)
+    y = fused_conv.conv3x3(x, w, "ieee")
+    dy = torch.randn(y.shape, generator=g, device="cuda")
+    y.backward(dy)
+    xd = x.detach().double().permute(0, 1, 4, 2, 3).requires_grad_()
+    wd = w.detach().double().permute(0, 4, 3, 1, 2).requires_grad_()
+    expected = torch.stack([F.conv2d(xd[n], wd[n], padding=1) for n in range(3)])
+    expected.backward(dy.double().permute(0, 1, 4, 2, 3))
+    distance = lambda a, b: ((a.double() - b).norm() / b.norm()).item()
+    found = {"output": distance(y, expected.detach().permute(0, 1, 3, 4, 2)),
+             "input gradient": distance(x.grad, xd.grad.permute(0, 1, 3, 4, 2)),
+             "weight gradient": distance(w.grad, wd.grad.permute(0, 3, 4, 2, 1))}
+    assert all(d < 1e-5 for d in found.values()), found
 
 
 @needs_triton
