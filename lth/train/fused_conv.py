@@ -13,10 +13,9 @@ convolution by benchmarks/batched_conv.py (REPRODUCIBILITY.md, "Against the best
 
 Used by `lth.train.step.TrainStep` for plain stacks of `lth.nets.models.ConvNet` of at most 64 channels (Conv-2),
 compiled, at bf16, on a GPU with Triton; for those of at most 128 (Conv-4; `conv_layers` says which) and at fp32
-and tf32 on request. The
-arithmetic is the stack's own (ReLU after every convolution, a 2x2 max-pool closing each pair, the flattened
-features in NCHW order through the fully connected layers, mean cross-entropy), up to floating-point rounding
-(tests/train/test_fused_conv.py).
+and tf32 on request. The arithmetic is the stack's own (ReLU after every convolution, a 2x2 max-pool closing each
+pair, the flattened features in NCHW order through the fully connected layers, mean cross-entropy), up to
+floating-point rounding (tests/train/test_fused_conv.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What the Triton kernels of `lth.train.fused_mlp` and `lth.train.fused_conv` share: whether Triton is there, how
-many programs fill a GPU, and ceiling division for grid sizes."""
+many programs fill a GPU, ceiling division for grid sizes and power-of-two tile sides."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What the fused kernels' tests (test_fused_mlp.py, test_fused_conv.py) share: a check of compiled steps with and
 without a fused path, imported by the scripts those tests run under Triton's interpreter (so a plain module rather
-than a fixture), and the masked stacks of their GPU tests."""
+than a fixture), and the masked stacks, gradients and gradient distances of their GPU tests."""
 
 from typing import Callable, Sequence
 
@@ -10,7 +10,7 @@ from lth.data import DataSplits, load_splits
 from lth.nets.models import build_model
 from lth.nets.stack import NetworkStack
 from lth.train.config import TrainConfig
-from lth.train.step import TrainStep, make_optimizer, matmul_precision
+from lth.train.step import TrainStep, make_optimizer, matmul_precision, stacked_losses
 
 
 def assert_fused_steps_match(make: Callable[[], NetworkStack], data: DataSplits, seeds: Sequence[int], batch: int,
@@ -46,3 +46,20 @@ def masked_gpu_stack(model: str, shape: tuple[int, int, int]):
     stack = make()
     stack.set_masks(masks)
     return data, make, masks, stack, data.train.x[:180].view(3, 60, *shape), data.train.y[:180].view(3, 60)
+
+
+def stack_gradients(stack: NetworkStack, x: torch.Tensor, y: torch.Tensor, matmuls: str, autocast: bool = False,
+                    fused: tuple | None = None) -> dict[str, torch.Tensor]:
+    """Each tensor's gradient of the stack's summed training loss on (x, y) (`lth.train.step.stacked_losses`: its
+    own forward pass, under bf16 autocast if asked, or ``fused``, a fused path as `TrainStep` names it), with torch's
+    matmuls at ``matmuls`` ('fp32' or 'tf32')."""
+    for p in stack.params.values():
+        p.grad = None
+    with matmul_precision(matmuls):
+        stacked_losses(stack.template, stack.params, stack.buffers, x, y, autocast, fused)[0].backward()
+    return {n: p.grad.clone() for n, p in stack.params.items()}
+
+
+def distances(grads: dict[str, torch.Tensor], exact: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each tensor's distance to ``exact``, relative to the exact tensor's norm."""
+    return {n: ((grads[n] - exact[n]).norm() / exact[n].norm()).item() for n in exact}

@@ -15,8 +15,8 @@ from lth.nets.models import build_model
 from lth.nets.stack import NetworkStack
 from lth.train import fused_conv, triton_support
 from lth.train.config import TrainConfig
-from lth.train.step import TrainStep, make_optimizer
-from fused_steps import masked_gpu_stack  # tests/train/fused_steps.py
+from lth.train.step import TrainStep, make_optimizer, stacked_losses
+from fused_steps import distances, masked_gpu_stack, stack_gradients  # tests/train/fused_steps.py
 
 needs_triton = pytest.mark.skipif(not triton_support.available(), reason="needs Triton (torch's CUDA wheels ship it)")
 
@@ -150,17 +150,14 @@ def test_fused_convolutions_equal_the_stacks_own_interpreted(triton_interpreted)
 
 def float64_gradients(stack: NetworkStack, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """The gradients of the stack's own mean cross-entropy on (x, y), computed in float64, returned in float32."""
-    from lth.train.step import stacked_logits
     params = {n: p.detach().double().requires_grad_() for n, p in stack.params.items()}
-    logits = stacked_logits(stack.template, params, stack.buffers, x.double(), False)
-    torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1).sum().backward()
+    stacked_losses(stack.template, params, stack.buffers, x.double(), y, False)[0].backward()
     return {n: p.grad.float() for n, p in params.items()}
 
 
 def test_float64_gradients_are_the_stacks_own():
     stack = stack_of("conv2")
     x, y = torch.randn(2, 3, 3, 8, 8), torch.randint(0, 10, (2, 3))
-    from lth.train.step import stacked_losses
     stacked_losses(stack.template, stack.params, stack.buffers, x, y, False)[0].backward()
     for n, grad in float64_gradients(stack, x, y).items():
         torch.testing.assert_close(grad, stack.params[n].grad, rtol=1e-4, atol=1e-6)
@@ -171,21 +168,10 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GP
 
 def gradients(stack: NetworkStack, x: torch.Tensor, y: torch.Tensor, fused: bool, precision: str
               ) -> dict[str, torch.Tensor]:
-    from lth.train.step import matmul_precision, stacked_logits
-    for p in stack.params.values():
-        p.grad = None
-    with matmul_precision("fp32"):
-        if fused:
-            losses = fused_conv.conv_losses(stack.params, fused_conv.conv_layers(stack), x, y, precision)
-        else:
-            logits = stacked_logits(stack.template, stack.params, stack.buffers, x, precision == "bf16")
-            losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
-        losses.sum().backward()
-    return {n: p.grad.clone() for n, p in stack.params.items()}
-
-
-def distances(grads: dict[str, torch.Tensor], exact: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {n: ((grads[n] - exact[n]).norm() / exact[n].norm()).item() for n in exact}
+    """The stack's gradients at ``precision`` through the fused convolutions or its own forward pass (torch's
+    matmuls in full fp32)."""
+    return stack_gradients(stack, x, y, "fp32", autocast=precision == "bf16",
+                           fused=("conv", fused_conv.conv_layers(stack), precision) if fused else None)
 
 
 @needs_triton

@@ -14,7 +14,7 @@ from lth.nets.stack import NetworkStack
 from lth.train import fused_mlp, triton_support
 from lth.train.config import TrainConfig
 from lth.train.step import TrainStep, make_optimizer
-from fused_steps import masked_gpu_stack  # tests/train/fused_steps.py
+from fused_steps import distances, masked_gpu_stack, stack_gradients  # tests/train/fused_steps.py
 
 needs_triton = pytest.mark.skipif(not triton_support.available(), reason="needs Triton (torch's CUDA wheels ship it)")
 
@@ -132,30 +132,16 @@ def test_fused_tail_trains_like_the_unfused_step_on_a_gpu(precision):
     captured steps with it give the training loss of the same steps without it. (Weights are not compared after
     200 steps: Adam moves a weight whose gradient is near zero by about the learning rate whichever sign rounding
     gives it.)"""
-    from lth.train.step import GRAPH_STEPS, matmul_precision, stacked_logits
+    from lth.train.step import GRAPH_STEPS, matmul_precision
     data, make, masks, stack, x, y = masked_gpu_stack("lenet300", (1, 28, 28))
-
-    def gradients(fused: bool, matmuls: str) -> dict[str, torch.Tensor]:
-        for p in stack.params.values():
-            p.grad = None
-        with matmul_precision(matmuls):
-            if fused:
-                layers = fused_mlp.tail_layers(stack, 60)
-                losses = fused_mlp.fc_losses(stack.params, layers, x, y, "tf32" if matmuls == "tf32" else "ieee")
-            else:
-                logits = stacked_logits(stack.template, stack.params, stack.buffers, x, False)
-                losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
-            losses.sum().backward()
-        return {n: p.grad.clone() for n, p in stack.params.items()}
-
-    exact, fused = gradients(False, "fp32"), gradients(True, precision)
-    distance = lambda a, n: ((a[n] - exact[n]).norm() / exact[n].norm()).item()
+    tail = ("mlp", fused_mlp.tail_layers(stack, 60), "tf32" if precision == "tf32" else "ieee")
+    exact = stack_gradients(stack, x, y, "fp32")
+    fused = distances(stack_gradients(stack, x, y, precision, fused=tail), exact)
     if precision == "fp32":
-        assert all(distance(fused, n) < 1e-5 for n in exact), {n: distance(fused, n) for n in exact}
+        assert all(d < 1e-5 for d in fused.values()), fused
     else:
-        torch_tf32 = gradients(False, "tf32")
-        assert all(distance(fused, n) < 3 * distance(torch_tf32, n) + 2e-3 for n in exact), \
-            {n: (distance(fused, n), distance(torch_tf32, n)) for n in exact}
+        torch_tf32 = distances(stack_gradients(stack, x, y, "tf32"), exact)
+        assert all(fused[n] < 3 * torch_tf32[n] + 2e-3 for n in exact), {n: (fused[n], torch_tf32[n]) for n in exact}
     losses = []
     for fused_tail in (False, True):
         stack = make()
