@@ -13,6 +13,12 @@ from lth.train.config import TrainConfig
 from lth.train.step import TrainStep, make_optimizer, matmul_precision, stacked_losses
 
 
+def half_masks(stack: NetworkStack) -> dict[str, torch.Tensor]:
+    """Masks at density about 0.5 for every maskable tensor of ``stack``, the same at every call (on the CPU)."""
+    return {n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+            for n, m in stack.masks.items()}
+
+
 def assert_fused_steps_match(make: Callable[[], NetworkStack], data: DataSplits, seeds: Sequence[int], batch: int,
                              steps: int) -> None:
     """``steps`` compiled fp32 SGD steps (momentum 0.9) of the masked stack ``make()`` builds, with TrainStep's fused
@@ -22,8 +28,7 @@ def assert_fused_steps_match(make: Callable[[], NetworkStack], data: DataSplits,
     finals = []
     for fused in (False, True):
         stack = make()
-        stack.set_masks({n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
-                         for n, m in stack.masks.items()})
+        stack.set_masks(half_masks(stack))
         optimizer = make_optimizer(list(stack.params.values()), TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9))
         step = TrainStep(stack, data, optimizer, seeds, batch, False, precision="fp32", compile=True, fused=fused)
         assert (step.fused is not None) == fused
@@ -41,8 +46,7 @@ def masked_gpu_stack(model: str, shape: tuple[int, int, int]):
     one batch of 60 per network: (data, make (a fresh unmasked stack), masks, the masked stack, x, y)."""
     data = load_splits("synthetic", synthetic_shape=shape, synthetic_sizes=(3000, 100, 100), device="cuda")
     make = lambda: NetworkStack.build(lambda s: build_model(model, shape, 10, seed=s), [0, 1, 2], "cuda")
-    masks = {n: (torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.5).float()
-             for n, m in make().masks.items()}
+    masks = half_masks(make())
     stack = make()
     stack.set_masks(masks)
     return data, make, masks, stack, data.train.x[:180].view(3, 60, *shape), data.train.y[:180].view(3, 60)
